@@ -1,0 +1,1 @@
+//! The embedded in-process store (placeholder while being implemented).

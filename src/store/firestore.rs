@@ -1,0 +1,1 @@
+//! The Firestore store (placeholder while being implemented).
