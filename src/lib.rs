@@ -8,14 +8,18 @@
 
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
 pub use config::Config;
 pub use error::{AppError, AppResult};
+pub use startup::Application;

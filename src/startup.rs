@@ -1,1 +1,142 @@
+//! Builds the application: store, services, HTTP server bound to a listener.
+//! `main` and the tests both go through `Application::build`.
 
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::{Method, header};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::auth::TokenVerifier;
+use crate::config::{Config, StoreKind};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::instrumented::Instrumented;
+use crate::store::lazy::LazyFirestore;
+use crate::store::Store;
+
+/// Headers a browser may read (API.md: CORS).
+const EXPOSED_HEADERS: [&str; 7] = [
+    "etag",
+    "location",
+    "x-request-id",
+    "ratelimit",
+    "ratelimit-policy",
+    "retry-after",
+    "idempotent-replayed",
+];
+
+/// Seconds in-flight requests get to finish after SIGTERM (Cloud Run allows 10).
+const SHUTDOWN_GRACE_SECS: u64 = 8;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store and binds `config.host:config.port` (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Metrics::new().context("metrics registry")?;
+        let store = open_store(&config, metrics.clone());
+        Self::build_with_store(config, store, metrics).await
+    }
+
+    /// As `build`, with a store supplied by the caller (tests share one embedded store).
+    pub async fn build_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        if config.secret_is_default {
+            tracing::warn!("FUNNELFLOW_SECRET is not set: using the development secret (never do this in production)");
+        }
+        let verifier = TokenVerifier::new(&config.auth, &config.project_id).context("authentication setup")?;
+        let config = Arc::new(config);
+        let state = AppState::new(config.clone(), store, Arc::new(verifier), metrics)?;
+        if config.migrate_on_start {
+            // Firestore may still be down: then the next start (or `funnelflow migrate`) applies them.
+            match crate::domain::migrations::run(state.store.as_ref()).await {
+                Ok(applied) if !applied.is_empty() => tracing::info!(?applied, "migrations applied"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "migrations not applied; the store may be unavailable"),
+            }
+        }
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let cors_origins = config.cors_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(http::configure)
+                .wrap(http::problems::error_handlers())
+                .wrap(cors(&cors_origins))
+                .wrap(from_fn(http::observe::middleware))
+                .wrap(from_fn(http::request_id::middleware))
+        })
+        .listen(listener)?
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .run();
+        tracing::info!(port, store = state.store.kind(), "funnelflow listening");
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The configured store, wrapped with latency metrics. Firestore connects
+/// lazily and keeps retrying, so the service starts even while it is down.
+pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+    let inner: Arc<dyn Store> = match config.store {
+        StoreKind::Embedded => {
+            tracing::warn!("using the EMBEDDED store: data lives in this process only and is lost on exit");
+            Arc::new(EmbeddedStore::new())
+        }
+        StoreKind::Firestore => {
+            tracing::info!(project = %config.project_id, database = %config.database,
+                emulator = config.emulator_host.as_deref(), "using Firestore");
+            Arc::new(LazyFirestore::new(&config.project_id, &config.database, config.store_timeout))
+        }
+    };
+    Instrumented::wrap(inner, metrics)
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers(EXPOSED_HEADERS)
+        .max_age(3600);
+    for o in origins {
+        cors = cors.allowed_origin(o);
+    }
+    cors
+}

@@ -1,1 +1,13 @@
+//! Business rules, independent of HTTP: each service takes the store and
+//! returns domain values or `AppError`s.
 
+pub mod analyses;
+pub mod audit;
+pub mod clock;
+pub mod idempotency;
+pub mod input;
+pub mod migrations;
+pub mod pagination;
+pub mod personas;
+pub mod queries;
+pub mod users;

@@ -9,6 +9,9 @@
 
 pub mod embedded;
 pub mod firestore;
+pub mod lazy;
+pub mod instrumented;
+
 mod path;
 pub mod value;
 

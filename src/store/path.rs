@@ -25,7 +25,7 @@ impl DocPath {
     /// Parses a relative path with an even number of valid segments.
     pub fn parse(path: &str) -> StoreResult<Self> {
         let segments: Vec<&str> = path.split('/').collect();
-        if segments.len() < 2 || segments.len() % 2 != 0 {
+        if segments.len() < 2 || !segments.len().is_multiple_of(2) {
             return Err(StoreError::InvalidArgument(format!(
                 "not a document path: {path}"
             )));

@@ -3,7 +3,9 @@
 
 use std::cmp::Ordering;
 
-use ::firestore::gcloud_sdk::google::firestore::v1::{ArrayValue, Document, MapValue, value::ValueType};
+pub use ::firestore::gcloud_sdk::google::firestore::v1::value::ValueType;
+use ::firestore::gcloud_sdk::google::firestore::v1::{ArrayValue, Document, MapValue};
+pub use ::firestore::gcloud_sdk::prost_types::Timestamp as ProtoTimestamp;
 use ::firestore::gcloud_sdk::prost_types;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -1,0 +1,759 @@
+//! Analyses (`users/{uid}/analyses/{id}`): creation under the plan's monthly
+//! quota (one transaction with every counter it moves), history with filters
+//! and cursors, completion, deletion, batch reads, trends and share links.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use firestore::FirestoreTimestamp;
+use futures::FutureExt;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use validator::{Validate, ValidationError};
+
+use super::pagination::{CursorCodec, Page, PageRequest};
+use super::users::{self, Profile, Usage};
+use super::{clock, personas};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::metrics::Metrics;
+use crate::store::{self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value};
+
+pub const COLLECTION: &str = "analyses";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    Link,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "processing" => Some(Self::Processing),
+            "completed" => Some(Self::Completed),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[validate(schema(function = "check_input"))]
+pub struct AnalysisInput {
+    /// 10..2000 characters; an http(s) URL when `inputType` is `link`.
+    #[validate(custom(function = "offer_length"))]
+    pub offer_details: String,
+    pub input_type: InputType,
+    #[validate(custom(function = "len_1_100"))]
+    pub persona: String,
+    /// One of the caller's personas.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    pub custom_persona_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Finding {
+    #[validate(custom(function = "len_1_100"))]
+    pub category: String,
+    #[validate(range(min = 0.0, max = 100.0))]
+    pub score: f64,
+    #[validate(custom(function = "len_1_2000"))]
+    pub finding: String,
+    #[validate(custom(function = "len_1_2000"))]
+    pub recommendation: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SampleCopy {
+    #[validate(custom(function = "len_1_200"))]
+    pub headline: String,
+    #[validate(custom(function = "len_1_5000"))]
+    pub body: String,
+    #[validate(custom(function = "len_1_100"))]
+    pub call_to_action: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Results {
+    /// 1..50 findings.
+    #[validate(length(min = 1, max = 50), nested)]
+    pub analysis: Vec<Finding>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub sample_copy: Option<SampleCopy>,
+    #[validate(range(min = 0.0, max = 1.0))]
+    pub confidence: f64,
+    #[validate(range(exclusive_min = 0.0))]
+    pub processing_time_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisMetadata {
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: FirestoreTimestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: FirestoreTimestamp,
+    pub status: Status,
+    pub ai_model: String,
+    pub version: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sharing {
+    pub is_public: bool,
+    pub share_token: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub shared_at: Option<FirestoreTimestamp>,
+}
+
+/// An analysis as stored and returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    pub analysis_id: String,
+    /// Omitted on the public shared view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub input: AnalysisInput,
+    pub results: Option<Results>,
+    pub metadata: AnalysisMetadata,
+    pub sharing: Sharing,
+}
+
+pub type HistoryPage = Page<Versioned<Analysis>>;
+
+/// An analysis with its version (update time): the ETag's basis.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub item: T,
+    pub version: store::Timestamp,
+}
+
+/// `POST /v1/analyses`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[validate(schema(function = "check_new"))]
+pub struct NewAnalysis {
+    #[validate(nested)]
+    pub input: AnalysisInput,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub results: Option<Results>,
+    #[validate(custom(function = "len_1_100"))]
+    pub ai_model: String,
+    #[validate(custom(function = "len_1_50"))]
+    pub version: String,
+    /// A UUID.
+    #[validate(custom(function = "uuid_format"))]
+    pub request_id: String,
+}
+
+/// `PATCH /v1/analyses/{id}`: complete or fail a processing analysis.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[validate(schema(function = "check_completion"))]
+pub struct Completion {
+    pub status: Status,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub results: Option<Results>,
+}
+
+/// `GET /v1/analyses` filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryFilter {
+    pub persona: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<jiff::Timestamp>,
+    pub until: Option<jiff::Timestamp>,
+}
+
+impl HistoryFilter {
+    /// Canonical text of the filters, for cursor binding and cache keys.
+    fn canonical(&self) -> String {
+        format!(
+            "persona={:?}|status={:?}|since={:?}|until={:?}",
+            self.persona,
+            self.status.map(Status::as_str),
+            self.since.map(|t| t.to_string()),
+            self.until.map(|t| t.to_string())
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayCount {
+    pub date: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trends {
+    pub days: u32,
+    pub total: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_persona: BTreeMap<String, u64>,
+    pub by_day: Vec<DayCount>,
+    pub average_confidence: Option<f64>,
+    pub average_processing_time_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareLink {
+    pub share_token: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub shared_at: FirestoreTimestamp,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResult {
+    pub items: Vec<Analysis>,
+    pub missing: Vec<String>,
+}
+
+// ---- validation rules ----
+
+fn len(s: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+    users::length_between(s, min, max)
+}
+fn len_1_50(s: &str) -> Result<(), ValidationError> {
+    len(s, 1, 50)
+}
+fn len_1_100(s: &str) -> Result<(), ValidationError> {
+    len(s, 1, 100)
+}
+fn len_1_200(s: &str) -> Result<(), ValidationError> {
+    len(s, 1, 200)
+}
+fn len_1_2000(s: &str) -> Result<(), ValidationError> {
+    len(s, 1, 2000)
+}
+fn len_1_5000(s: &str) -> Result<(), ValidationError> {
+    len(s, 1, 5000)
+}
+fn offer_length(s: &str) -> Result<(), ValidationError> {
+    len(s, 10, 2000)
+}
+fn uuid_format(s: &str) -> Result<(), ValidationError> {
+    uuid::Uuid::parse_str(s)
+        .map(|_| ())
+        .map_err(|_| ValidationError::new("format").with_message("must be a UUID".into()))
+}
+/// A struct-level rule's error, attributed to one field (see `http::json::flatten`).
+fn on_field(mut e: ValidationError, field: &'static str, message: &'static str) -> ValidationError {
+    e.add_param("field".into(), &field);
+    e.with_message(message.into())
+}
+
+fn check_input(i: &AnalysisInput) -> Result<(), ValidationError> {
+    if i.input_type == InputType::Link
+        && !url::Url::parse(&i.offer_details).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    {
+        return Err(on_field(ValidationError::new("url"), "offerDetails", "must be an http(s) URL when inputType is link"));
+    }
+    Ok(())
+}
+fn check_new(n: &NewAnalysis) -> Result<(), ValidationError> {
+    match (n.status, &n.results) {
+        (Status::Completed, None) => Err(on_field(ValidationError::new("required"), "results", "is required when status is completed")),
+        (Status::Processing | Status::Failed, Some(_)) => Err(on_field(ValidationError::new("not_allowed"), "results", "is only allowed when status is completed")),
+        _ => Ok(()),
+    }
+}
+fn check_completion(c: &Completion) -> Result<(), ValidationError> {
+    match (c.status, &c.results) {
+        (Status::Completed, None) => Err(on_field(ValidationError::new("required"), "results", "is required when status is completed")),
+        (Status::Failed, Some(_)) => Err(on_field(ValidationError::new("not_allowed"), "results", "is only allowed when status is completed")),
+        (Status::Processing, _) => Err(on_field(ValidationError::new("one_of"), "status", "must be completed or failed")),
+        _ => Ok(()),
+    }
+}
+
+// ---- queries (declared for the index registry) ----
+
+fn history_query(uid_path: &DocPath, f: &HistoryFilter) -> Query {
+    let mut q = Query::collection(Some(uid_path), COLLECTION);
+    if let Some(p) = &f.persona {
+        q = q.filter("input.persona", Op::Eq, value::string(p.clone()));
+    }
+    if let Some(s) = f.status {
+        q = q.filter("metadata.status", Op::Eq, value::string(s.as_str()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter("metadata.createdAt", Op::Ge, value::timestamp(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter("metadata.createdAt", Op::Lt, value::timestamp(t));
+    }
+    q.order("metadata.createdAt", Direction::Desc)
+}
+
+fn share_query(token: &str) -> Query {
+    Query::group(None, COLLECTION).filter("sharing.shareToken", Op::Eq, value::string(token)).limit(2)
+}
+
+pub fn query_shapes() -> Vec<(&'static str, Query)> {
+    let u = DocPath::root(users::COLLECTION, "example").unwrap_or_else(|_| unreachable_path());
+    let now = jiff::Timestamp::now();
+    let all = HistoryFilter {
+        persona: Some("p".into()),
+        status: Some(Status::Completed),
+        since: Some(now),
+        until: Some(now),
+    };
+    vec![
+        ("analyses: history", history_query(&u, &HistoryFilter::default())),
+        ("analyses: history by persona", history_query(&u, &HistoryFilter { persona: all.persona.clone(), ..Default::default() })),
+        ("analyses: history by status", history_query(&u, &HistoryFilter { status: all.status, ..Default::default() })),
+        ("analyses: history by persona and status, ranged", history_query(&u, &all)),
+        ("analyses: history ranged", history_query(&u, &HistoryFilter { since: Some(now), ..Default::default() })),
+        ("analyses: share-token lookup", share_query("t")),
+    ]
+}
+
+#[cold]
+fn unreachable_path() -> DocPath {
+    // "users/example" is a valid literal path.
+    DocPath::parse("users/example").unwrap_or_else(|_| std::process::abort())
+}
+
+// ---- the service ----
+
+/// Caches: first history pages and trends per user (15 min).
+#[derive(Clone)]
+pub struct Analyses {
+    store: Arc<dyn Store>,
+    cursors: CursorCodec,
+    users: users::Users,
+    metrics: Arc<Metrics>,
+    first_pages: Cache<(String, String), Arc<HistoryPage>>,
+    trends: Cache<(String, u32, String), Arc<Trends>>,
+}
+
+/// Transaction retries are generous, so quota checks stay exact under heavy contention.
+fn analysis_path(uid: &str, id: &str) -> AppResult<DocPath> {
+    Ok(users::Users::path(uid)?.child(COLLECTION, id)?)
+}
+
+/// Ids from the URL that cannot be document ids are simply not found.
+fn path_or_404(uid: &str, id: &str) -> AppResult<DocPath> {
+    analysis_path(uid, id).map_err(|_| AppError::NotFound)
+}
+
+fn decode(doc: &Doc) -> AppResult<Versioned<Analysis>> {
+    Ok(Versioned {
+        item: doc.decode()?,
+        version: doc.update_time,
+    })
+}
+
+impl Analyses {
+    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, users: users::Users, metrics: Arc<Metrics>) -> Self {
+        let ttl = Duration::from_secs(15 * 60);
+        Self {
+            store,
+            cursors,
+            users,
+            metrics,
+            first_pages: Cache::builder().max_capacity(20_000).time_to_live(ttl).support_invalidation_closures().build(),
+            trends: Cache::builder().max_capacity(20_000).time_to_live(ttl).support_invalidation_closures().build(),
+        }
+    }
+
+    /// Drops this instance's cached pages and trends of `uid` (every write calls it before answering).
+    pub fn invalidate(&self, uid: &str) {
+        let u = uid.to_owned();
+        let _ = self.first_pages.invalidate_entries_if(move |k, _| k.0 == u);
+        let u = uid.to_owned();
+        let _ = self.trends.invalidate_entries_if(move |k, _| k.0 == u);
+    }
+
+    async fn after_write(&self, uid: &str) {
+        self.invalidate(uid);
+        self.users.invalidate(uid).await;
+    }
+
+    /// Creates an analysis under the plan's monthly quota, in one transaction
+    /// with the user's counters and the custom persona's usage.
+    pub async fn create(&self, uid: &str, new: NewAnalysis) -> AppResult<Versioned<Analysis>> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let user_path = users::Users::path(uid)?;
+        let path = user_path.child(COLLECTION, &id)?;
+        let persona_path = match &new.input.custom_persona_id {
+            Some(pid) => Some(personas::persona_path(uid, pid).map_err(|_| unknown_persona())?),
+            None => None,
+        };
+        let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
+        let new = Arc::new(new);
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (user_path, path, persona_path, new, id) =
+                (user_path.clone(), path.clone(), persona_path.clone(), new.clone(), id.clone());
+            let uid = uid.to_owned();
+            async move {
+                let mut reads = vec![user_path.clone()];
+                reads.extend(persona_path.clone());
+                let docs = tx.get_all(&reads).await?;
+                let user_doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
+                if persona_path.is_some() && docs.get(1).cloned().flatten().is_none() {
+                    return Err(unknown_persona());
+                }
+                let profile: Profile = user_doc.decode()?;
+                let now = value::now();
+                let usage = check_quota(&profile, now, 1, copies)?;
+                let ts = FirestoreTimestamp(now);
+                let analysis = Analysis {
+                    analysis_id: id,
+                    user_id: Some(uid),
+                    input: new.input.clone(),
+                    results: new.results.clone(),
+                    metadata: AnalysisMetadata {
+                        created_at: ts,
+                        updated_at: ts,
+                        status: new.status,
+                        ai_model: new.ai_model.clone(),
+                        version: new.version.clone(),
+                        request_id: new.request_id.clone(),
+                    },
+                    sharing: Sharing::default(),
+                };
+                let mut writes = vec![
+                    Write::create(path, store::encode(&analysis)?),
+                    usage_write(user_path, &usage, copies, Some(now))?,
+                ];
+                if let Some(pp) = persona_path {
+                    writes.push(personas::usage_write(pp, now));
+                }
+                Ok(TxOutcome::new(writes, analysis))
+            }
+            .boxed()
+        })
+        .await;
+        self.after_write(uid).await;
+        let analysis = result?;
+        // The commit's update time is the ETag basis: read it back (cheap, and rare next to reads).
+        let doc = self.store.get(&analysis_path(uid, &analysis.analysis_id)?).await?.ok_or(AppError::NotFound)?;
+        decode(&doc)
+    }
+
+    pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Analysis>> {
+        let doc = self.store.get(&path_or_404(uid, id)?).await?.ok_or(AppError::NotFound)?;
+        decode(&doc)
+    }
+
+    /// One page of history, newest first. First pages are cached per filter set.
+    pub async fn list(&self, uid: &str, filter: &HistoryFilter, page: &PageRequest) -> AppResult<Arc<HistoryPage>> {
+        let binding = format!("{uid}|analyses|{}", filter.canonical());
+        let cache_key = (uid.to_owned(), format!("{}|{}", filter.canonical(), page.limit));
+        if page.is_first() {
+            if let Some(p) = self.first_pages.get(&cache_key).await {
+                self.metrics.cache_hit("history_first_page");
+                return Ok(p);
+            }
+            self.metrics.cache_miss("history_first_page");
+        }
+        let q = history_query(&users::Users::path(uid)?, filter);
+        let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
+        let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
+        let page_out = Arc::new(Page { items, next_cursor: next });
+        if page.is_first() {
+            self.first_pages.insert(cache_key, page_out.clone()).await;
+        }
+        Ok(page_out)
+    }
+
+    /// Completes (`completed` with results) or fails a `processing` analysis; other transitions 409.
+    pub async fn complete(&self, uid: &str, id: &str, c: Completion, if_match: Precondition) -> AppResult<Versioned<Analysis>> {
+        let path = path_or_404(uid, id)?;
+        let user_path = users::Users::path(uid)?;
+        let copies = i64::from(c.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
+        let c = Arc::new(c);
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (path, user_path, c, if_match) = (path.clone(), user_path.clone(), c.clone(), if_match.clone());
+            async move {
+                let docs = tx.get_all(&[path.clone(), user_path.clone()]).await?;
+                let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
+                if let Precondition::UpdateTime(v) = if_match
+                    && v != doc.update_time
+                {
+                    return Err(AppError::PreconditionFailed("the analysis was changed by another request".into()));
+                }
+                let mut a: Analysis = doc.decode()?;
+                if a.metadata.status != Status::Processing {
+                    return Err(AppError::Conflict(format!(
+                        "only a processing analysis can be completed; this one is {}",
+                        a.metadata.status.as_str()
+                    )));
+                }
+                let now = value::now();
+                let mut writes = Vec::new();
+                if copies > 0 {
+                    let user_doc = docs.get(1).cloned().flatten().ok_or(AppError::NotFound)?;
+                    let profile: Profile = user_doc.decode()?;
+                    let usage = check_quota(&profile, now, 0, copies)?;
+                    writes.push(usage_write(user_path, &usage, copies, None)?);
+                }
+                a.metadata.status = c.status;
+                a.metadata.updated_at = FirestoreTimestamp(now);
+                a.results = c.results.clone();
+                let mut fields = Fields::new();
+                value::set_path(&mut fields, "metadata.status", value::string(c.status.as_str()));
+                value::set_path(&mut fields, "metadata.updatedAt", value::timestamp(now));
+                fields.insert("results".into(), value::from_serialize(&a.results));
+                let mask = vec!["metadata.status".into(), "metadata.updatedAt".into(), "results".into()];
+                writes.push(Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)));
+                Ok(TxOutcome::new(writes, ()))
+            }
+            .boxed()
+        })
+        .await;
+        self.after_write(uid).await;
+        result?;
+        self.get(uid, id).await
+    }
+
+    /// Deletes an analysis (and so its share link). Missing: 404.
+    pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
+        let path = path_or_404(uid, id)?;
+        let precondition = match if_match {
+            Precondition::None => Precondition::Exists(true),
+            p => p,
+        };
+        let result = self.store.commit(vec![Write::delete(path).precondition(precondition)]).await;
+        self.invalidate(uid);
+        match result {
+            Err(store::StoreError::FailedPrecondition(_)) => {
+                // A stale ETag on an existing doc is 412; on a missing doc, 404.
+                self.get(uid, id).await?;
+                Err(AppError::PreconditionFailed("the analysis was changed by another request".into()))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Up to 100 analyses in one round trip; ids that are not the caller's are `missing`.
+    pub async fn batch_get(&self, uid: &str, ids: &[String]) -> AppResult<BatchResult> {
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
+        let mut paths = Vec::new();
+        let mut missing = Vec::new();
+        let mut asked = Vec::new();
+        for id in unique {
+            match analysis_path(uid, id) {
+                Ok(p) => {
+                    paths.push(p);
+                    asked.push(id.clone());
+                }
+                Err(_) => missing.push(id.clone()),
+            }
+        }
+        let docs = self.store.get_all(&paths).await?;
+        let mut items = Vec::new();
+        for (id, doc) in asked.into_iter().zip(docs) {
+            match doc {
+                Some(d) => items.push(decode(&d)?.item),
+                None => missing.push(id),
+            }
+        }
+        Ok(BatchResult { items, missing })
+    }
+
+    /// Counts over the last `days` UTC days (today included), cached 15 min.
+    pub async fn trends(&self, uid: &str, days: u32) -> AppResult<Arc<Trends>> {
+        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let key = (uid.to_owned(), days, today.to_string());
+        if let Some(t) = self.trends.get(&key).await {
+            self.metrics.cache_hit("trends");
+            return Ok(t);
+        }
+        self.metrics.cache_miss("trends");
+        let first_day = today
+            .checked_sub(jiff::Span::new().days(i64::from(days) - 1))
+            .map_err(AppError::internal)?;
+        let since = first_day
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(AppError::internal)?
+            .timestamp();
+        let q = history_query(&users::Users::path(uid)?, &HistoryFilter { since: Some(since), ..Default::default() });
+        let docs = self.store.query(&q).await?;
+        let mut t = Trends {
+            days,
+            total: 0,
+            by_status: BTreeMap::new(),
+            by_persona: BTreeMap::new(),
+            by_day: Vec::new(),
+            average_confidence: None,
+            average_processing_time_ms: None,
+        };
+        let mut per_day: HashMap<String, u64> = HashMap::new();
+        let (mut conf, mut time, mut with_results) = (0.0, 0.0, 0u64);
+        for d in &docs {
+            let a: Analysis = d.decode()?;
+            t.total += 1;
+            *t.by_status.entry(a.metadata.status.as_str().into()).or_default() += 1;
+            *t.by_persona.entry(a.input.persona.clone()).or_default() += 1;
+            let day = a.metadata.created_at.0.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+            *per_day.entry(day).or_default() += 1;
+            if let Some(r) = &a.results {
+                conf += r.confidence;
+                time += r.processing_time_ms;
+                with_results += 1;
+            }
+        }
+        if with_results > 0 {
+            t.average_confidence = Some(conf / with_results as f64);
+            t.average_processing_time_ms = Some(time / with_results as f64);
+        }
+        let mut day = first_day;
+        for _ in 0..days {
+            let date = day.to_string();
+            t.by_day.push(DayCount {
+                count: per_day.get(&date).copied().unwrap_or(0),
+                date,
+            });
+            day = day.tomorrow().map_err(AppError::internal)?;
+        }
+        let t = Arc::new(t);
+        self.trends.insert(key, t.clone()).await;
+        Ok(t)
+    }
+
+    /// Makes an analysis public; sharing again returns the same token.
+    pub async fn share(&self, uid: &str, id: &str) -> AppResult<(String, FirestoreTimestamp)> {
+        let path = path_or_404(uid, id)?;
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let path = path.clone();
+            async move {
+                let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
+                let a: Analysis = doc.decode()?;
+                if let (true, Some(token), Some(at)) = (a.sharing.is_public, a.sharing.share_token, a.sharing.shared_at) {
+                    return Ok(TxOutcome::new(Vec::new(), (token, at)));
+                }
+                let token = new_share_token();
+                let at = FirestoreTimestamp::now();
+                let sharing = Sharing {
+                    is_public: true,
+                    share_token: Some(token.clone()),
+                    shared_at: Some(at),
+                };
+                let mut fields = Fields::new();
+                fields.insert("sharing".into(), value::from_serialize(&sharing));
+                let w = Write::update(path, fields, vec!["sharing".into()]).precondition(Precondition::UpdateTime(doc.update_time));
+                Ok::<_, AppError>(TxOutcome::new(vec![w], (token, at)))
+            }
+            .boxed()
+        })
+        .await;
+        self.invalidate(uid);
+        result
+    }
+
+    /// Revokes the share link: the old token stops working at once.
+    pub async fn unshare(&self, uid: &str, id: &str) -> AppResult<()> {
+        let path = path_or_404(uid, id)?;
+        let mut fields = Fields::new();
+        fields.insert("sharing".into(), value::from_serialize(&Sharing::default()));
+        let result = self.store.commit(vec![Write::update(path, fields, vec!["sharing".into()])]).await;
+        self.invalidate(uid);
+        Ok(result?)
+    }
+
+    /// The public view of a shared analysis (no owner data). Unknown or revoked: 404.
+    pub async fn shared(&self, token: &str) -> AppResult<Analysis> {
+        if token.len() < 20 || token.len() > 100 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(AppError::NotFound);
+        }
+        let docs = self.store.query(&share_query(token)).await?;
+        let doc = docs.first().ok_or(AppError::NotFound)?;
+        let mut a: Analysis = doc.decode()?;
+        if !a.sharing.is_public || a.sharing.share_token.as_deref() != Some(token) {
+            return Err(AppError::NotFound);
+        }
+        a.user_id = None;
+        Ok(a)
+    }
+}
+
+/// 256 random bits, URL-safe.
+fn new_share_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+fn unknown_persona() -> AppError {
+    AppError::Validation(vec![FieldError::new(
+        "input.customPersonaId",
+        "unknown_persona",
+        "must be the id of one of your personas",
+    )])
+}
+
+/// The usage after adding `analyses`/`copies`, or 429 when the plan's limit is reached.
+fn check_quota(profile: &Profile, now: jiff::Timestamp, analyses: i64, copies: i64) -> AppResult<Usage> {
+    let mut usage = profile.current_usage(now);
+    let (a_limit, c_limit) = profile.subscription.plan_type.limits();
+    let retry = clock::secs_to_next_month(now);
+    if analyses > 0 && a_limit.is_some_and(|l| usage.analyses + analyses > i64::from(l)) {
+        return Err(AppError::QuotaExceeded {
+            message: "the monthly analysis limit of your plan is reached".into(),
+            retry_after_secs: retry,
+        });
+    }
+    if copies > 0 && c_limit.is_some_and(|l| usage.copy_generations + copies > i64::from(l)) {
+        return Err(AppError::QuotaExceeded {
+            message: "the monthly copy-generation limit of your plan is reached".into(),
+            retry_after_secs: retry,
+        });
+    }
+    usage.analyses += analyses;
+    usage.copy_generations += copies;
+    Ok(usage)
+}
+
+/// The user-document write for new usage: the period's counters, lifetime totals.
+fn usage_write(user_path: DocPath, usage: &Usage, copies: i64, analysis_at: Option<jiff::Timestamp>) -> AppResult<Write> {
+    let mut fields = Fields::new();
+    fields.insert("usage".into(), value::from_serialize(usage));
+    let mut mask = vec!["usage".to_owned()];
+    if let Some(at) = analysis_at {
+        value::set_path(&mut fields, "metadata.lastAnalysisAt", value::timestamp(at));
+        mask.push("metadata.lastAnalysisAt".into());
+    }
+    let mut w = Write::update(user_path, fields, mask);
+    if analysis_at.is_some() {
+        w = w.increment("metadata.totalAnalyses", 1);
+    }
+    if copies > 0 {
+        w = w.increment("metadata.totalCopyGenerations", copies);
+    }
+    Ok(w)
+}

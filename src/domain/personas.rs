@@ -1,0 +1,426 @@
+//! Personas (`users/{uid}/personas/{id}`): at most 100 per user, at most one
+//! default (switching it is one transaction), usage counters moved by analyses,
+//! lists sorted by recency or use, and the built-in templates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firestore::FirestoreTimestamp;
+use futures::FutureExt;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use validator::{Validate, ValidationError};
+
+use super::analyses::Versioned;
+use super::pagination::{CursorCodec, Page, PageRequest};
+use super::users;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::metrics::Metrics;
+use crate::store::{self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value};
+
+pub const COLLECTION: &str = "personas";
+pub const MAX_PER_USER: usize = 100;
+/// `system/{TEMPLATES_DOC}` holds the built-in personas (written by migration 1).
+pub const TEMPLATES_DOC: &str = "personaTemplates";
+
+fn item_lengths(items: &[String]) -> Result<(), ValidationError> {
+    if items.iter().all(|s| s.chars().count() <= 200) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("length").with_message("each item must be at most 200 characters".into()))
+    }
+}
+fn max_200(s: &str) -> Result<(), ValidationError> {
+    users::length_between(s, 0, 200)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Demographics {
+    #[serde(default)]
+    #[validate(custom(function = "max_200"))]
+    pub age_range: Option<String>,
+    #[serde(default)]
+    #[validate(custom(function = "max_200"))]
+    pub occupation: Option<String>,
+    #[serde(default)]
+    #[validate(custom(function = "max_200"))]
+    pub income: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Psychographics {
+    #[serde(default)]
+    #[validate(length(max = 20), custom(function = "item_lengths"))]
+    pub values: Vec<String>,
+    #[serde(default)]
+    #[validate(length(max = 20), custom(function = "item_lengths"))]
+    pub interests: Vec<String>,
+    #[serde(default)]
+    #[validate(length(max = 20), custom(function = "item_lengths"))]
+    pub challenges: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Behavior {
+    #[serde(default)]
+    #[validate(custom(function = "max_200"))]
+    pub decision_making: Option<String>,
+    #[serde(default)]
+    #[validate(length(max = 20), custom(function = "item_lengths"))]
+    pub media_consumption: Vec<String>,
+    #[serde(default)]
+    #[validate(length(max = 20), custom(function = "item_lengths"))]
+    pub purchasing_triggers: Vec<String>,
+}
+
+/// Every part is optional; absent parts are empty. Strings ≤ 200, lists ≤ 20 items.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Characteristics {
+    #[serde(default, deserialize_with = "default_if_absent")]
+    #[validate(nested)]
+    pub demographics: Demographics,
+    #[serde(default, deserialize_with = "default_if_absent")]
+    #[validate(nested)]
+    pub psychographics: Psychographics,
+    #[serde(default, deserialize_with = "default_if_absent")]
+    #[validate(nested)]
+    pub behavior: Behavior,
+}
+
+fn default_if_absent<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(de: D) -> Result<T, D::Error> {
+    T::deserialize(de)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonaMetadata {
+    pub is_default: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: FirestoreTimestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: FirestoreTimestamp,
+    pub usage_count: i64,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<FirestoreTimestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Persona {
+    pub persona_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub description: String,
+    pub characteristics: Characteristics,
+    pub metadata: PersonaMetadata,
+}
+
+/// `POST /v1/personas`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewPersona {
+    #[validate(custom(function = "name_len"))]
+    pub name: String,
+    #[validate(custom(function = "description_len"))]
+    pub description: String,
+    #[validate(nested)]
+    pub characteristics: Characteristics,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    pub is_default: Option<bool>,
+}
+
+/// `PATCH /v1/personas/{id}`: the fields given replace the stored ones
+/// (`characteristics` as a whole).
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PersonaPatch {
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(custom(function = "name_len"))]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(custom(function = "description_len"))]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub characteristics: Option<Characteristics>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    pub is_default: Option<bool>,
+}
+
+fn name_len(s: &str) -> Result<(), ValidationError> {
+    users::length_between(s, 1, 100)
+}
+fn description_len(s: &str) -> Result<(), ValidationError> {
+    users::length_between(s, 10, 500)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sort {
+    Recent,
+    MostUsed,
+}
+
+impl Sort {
+    pub fn parse(s: Option<&str>) -> AppResult<Self> {
+        match s {
+            None | Some("recent") => Ok(Self::Recent),
+            Some("mostUsed") => Ok(Self::MostUsed),
+            Some(_) => Err(AppError::BadRequest("sort must be `recent` or `mostUsed`".into())),
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Recent => "recent",
+            Self::MostUsed => "mostUsed",
+        }
+    }
+}
+
+pub fn persona_path(uid: &str, id: &str) -> AppResult<DocPath> {
+    Ok(users::Users::path(uid)?.child(COLLECTION, id)?)
+}
+
+fn path_or_404(uid: &str, id: &str) -> AppResult<DocPath> {
+    persona_path(uid, id).map_err(|_| AppError::NotFound)
+}
+
+/// The write an analysis makes on the persona it used (inside its transaction).
+pub fn usage_write(path: DocPath, now: jiff::Timestamp) -> Write {
+    let mut fields = Fields::new();
+    value::set_path(&mut fields, "metadata.lastUsedAt", value::timestamp(now));
+    Write::update(path, fields, vec!["metadata.lastUsedAt".into()]).increment("metadata.usageCount", 1)
+}
+
+fn list_query(user: &DocPath, sort: Sort) -> Query {
+    let q = Query::collection(Some(user), COLLECTION);
+    match sort {
+        Sort::Recent => q.order("metadata.createdAt", Direction::Desc),
+        Sort::MostUsed => q
+            .order("metadata.usageCount", Direction::Desc)
+            .order("metadata.createdAt", Direction::Desc),
+    }
+}
+
+fn defaults_query(user: &DocPath) -> Query {
+    Query::collection(Some(user), COLLECTION).filter("metadata.isDefault", Op::Eq, value::boolean(true))
+}
+
+pub fn query_shapes() -> Vec<(&'static str, Query)> {
+    let Ok(u) = DocPath::root(users::COLLECTION, "example") else {
+        return Vec::new();
+    };
+    vec![
+        ("personas: recent", list_query(&u, Sort::Recent)),
+        ("personas: most used", list_query(&u, Sort::MostUsed)),
+        ("personas: current default", defaults_query(&u)),
+        ("personas: all (cap check)", Query::collection(Some(&u), COLLECTION)),
+    ]
+}
+
+fn decode(doc: &Doc) -> AppResult<Versioned<Persona>> {
+    Ok(Versioned {
+        item: doc.decode()?,
+        version: doc.update_time,
+    })
+}
+
+/// Writes clearing `isDefault` on every other default persona among `docs`.
+fn clear_defaults(docs: &[Doc], keep: &DocPath, now: jiff::Timestamp) -> Vec<Write> {
+    docs.iter()
+        .filter(|d| d.path != *keep && d.field("metadata.isDefault") == Some(&value::boolean(true)))
+        .map(|d| {
+            let mut fields = Fields::new();
+            value::set_path(&mut fields, "metadata.isDefault", value::boolean(false));
+            value::set_path(&mut fields, "metadata.updatedAt", value::timestamp(now));
+            Write::update(
+                d.path.clone(),
+                fields,
+                vec!["metadata.isDefault".into(), "metadata.updatedAt".into()],
+            )
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+pub struct Personas {
+    store: Arc<dyn Store>,
+    cursors: CursorCodec,
+    metrics: Arc<Metrics>,
+    /// First pages per (uid, sort, limit), 30 min.
+    lists: Cache<(String, Sort, u32), Arc<PersonaPage>>,
+}
+
+pub type PersonaPage = Page<Versioned<Persona>>;
+
+impl Personas {
+    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            cursors,
+            metrics,
+            lists: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(Duration::from_secs(30 * 60))
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+
+    /// Drops this instance's cached lists of `uid` (every write calls it before answering).
+    pub fn invalidate(&self, uid: &str) {
+        let u = uid.to_owned();
+        let _ = self.lists.invalidate_entries_if(move |k, _| k.0 == u);
+    }
+
+    pub async fn create(&self, uid: &str, new: NewPersona) -> AppResult<Versioned<Persona>> {
+        let user = users::Users::path(uid)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let path = user.child(COLLECTION, &id)?;
+        let new = Arc::new(new);
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (user, path, new, id, uid) = (user.clone(), path.clone(), new.clone(), id.clone(), uid.to_owned());
+            async move {
+                // Reading every persona (≤ 100) makes the cap exact under concurrency.
+                let existing = tx.query(&Query::collection(Some(&user), COLLECTION)).await?;
+                if existing.len() >= MAX_PER_USER {
+                    return Err(AppError::Validation(vec![FieldError::new(
+                        "",
+                        "limit",
+                        format!("at most {MAX_PER_USER} personas per user"),
+                    )]));
+                }
+                let now = value::now();
+                let is_default = new.is_default.unwrap_or(false);
+                let persona = Persona {
+                    persona_id: id,
+                    user_id: uid,
+                    name: new.name.clone(),
+                    description: new.description.clone(),
+                    characteristics: new.characteristics.clone(),
+                    metadata: PersonaMetadata {
+                        is_default,
+                        created_at: FirestoreTimestamp(now),
+                        updated_at: FirestoreTimestamp(now),
+                        usage_count: 0,
+                        last_used_at: None,
+                    },
+                };
+                let mut writes = vec![Write::create(path.clone(), store::encode(&persona)?)];
+                if is_default {
+                    writes.extend(clear_defaults(&existing, &path, now));
+                }
+                Ok(TxOutcome::new(writes, ()))
+            }
+            .boxed()
+        })
+        .await;
+        self.invalidate(uid);
+        result?;
+        self.get(uid, &id).await
+    }
+
+    pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Persona>> {
+        let doc = self.store.get(&path_or_404(uid, id)?).await?.ok_or(AppError::NotFound)?;
+        decode(&doc)
+    }
+
+    pub async fn list(&self, uid: &str, sort: Sort, page: &PageRequest) -> AppResult<Arc<PersonaPage>> {
+        let key = (uid.to_owned(), sort, page.limit);
+        if page.is_first() {
+            if let Some(p) = self.lists.get(&key).await {
+                self.metrics.cache_hit("persona_lists");
+                return Ok(p);
+            }
+            self.metrics.cache_miss("persona_lists");
+        }
+        let binding = format!("{uid}|personas|sort={}", sort.as_str());
+        let q = list_query(&users::Users::path(uid)?, sort);
+        let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
+        let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
+        let out = Arc::new(Page { items, next_cursor: next });
+        if page.is_first() {
+            self.lists.insert(key, out.clone()).await;
+        }
+        Ok(out)
+    }
+
+    pub async fn patch(&self, uid: &str, id: &str, patch: PersonaPatch, if_match: Precondition) -> AppResult<Versioned<Persona>> {
+        let path = path_or_404(uid, id)?;
+        let user = users::Users::path(uid)?;
+        let patch = Arc::new(patch);
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (path, user, patch, if_match) = (path.clone(), user.clone(), patch.clone(), if_match.clone());
+            async move {
+                let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
+                if let Precondition::UpdateTime(v) = if_match
+                    && v != doc.update_time
+                {
+                    return Err(AppError::PreconditionFailed("the persona was changed by another request".into()));
+                }
+                let now = value::now();
+                let mut fields = Fields::new();
+                let mut mask = vec!["metadata.updatedAt".to_owned()];
+                value::set_path(&mut fields, "metadata.updatedAt", value::timestamp(now));
+                if let Some(n) = &patch.name {
+                    fields.insert("name".into(), value::string(n.clone()));
+                    mask.push("name".into());
+                }
+                if let Some(d) = &patch.description {
+                    fields.insert("description".into(), value::string(d.clone()));
+                    mask.push("description".into());
+                }
+                if let Some(c) = &patch.characteristics {
+                    fields.insert("characteristics".into(), value::from_serialize(c));
+                    mask.push("characteristics".into());
+                }
+                let mut writes = Vec::new();
+                if let Some(d) = patch.is_default {
+                    value::set_path(&mut fields, "metadata.isDefault", value::boolean(d));
+                    mask.push("metadata.isDefault".into());
+                    if d {
+                        let defaults = tx.query(&defaults_query(&user)).await?;
+                        writes.extend(clear_defaults(&defaults, &path, now));
+                    }
+                }
+                writes.push(Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)));
+                Ok(TxOutcome::new(writes, ()))
+            }
+            .boxed()
+        })
+        .await;
+        self.invalidate(uid);
+        result?;
+        self.get(uid, id).await
+    }
+
+    pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
+        let path = path_or_404(uid, id)?;
+        let precondition = match if_match {
+            Precondition::None => Precondition::Exists(true),
+            p => p,
+        };
+        let result = self.store.commit(vec![Write::delete(path).precondition(precondition)]).await;
+        self.invalidate(uid);
+        match result {
+            Err(store::StoreError::FailedPrecondition(_)) => {
+                self.get(uid, id).await?;
+                Err(AppError::PreconditionFailed("the persona was changed by another request".into()))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The built-in personas (`system/personaTemplates`, written by the migrations).
+    pub async fn templates(&self) -> AppResult<Vec<serde_json::Value>> {
+        let doc = self.store.get(&DocPath::root("system", TEMPLATES_DOC)?).await?;
+        let items = doc
+            .and_then(|d| d.field("items").map(value::to_json))
+            .and_then(|j| j.as_array().cloned())
+            .unwrap_or_default();
+        Ok(items)
+    }
+}

@@ -1,0 +1,216 @@
+//! `/v1/analyses` and the public `/v1/shared/analyses/{token}`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::created::{Created, idempotent};
+use super::json::ValidJson;
+use super::principal::{Permission, Principal};
+use super::{etag, list};
+use crate::domain::analyses::{
+    Analysis, BatchResult, Completion, HistoryFilter, NewAnalysis, ShareLink, Status, Trends, Versioned,
+};
+use crate::domain::pagination::PageRequest;
+use crate::error::{AppError, AppResult, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/analyses").get(list_analyses).post(create))
+        .service(web::resource("/v1/analyses/batch-get").post(batch_get))
+        .service(web::resource("/v1/analyses/trends").get(trends))
+        .service(web::resource("/v1/analyses/{id}").get(get).patch(complete).delete(delete))
+        .service(web::resource("/v1/analyses/{id}/share").post(share).delete(unshare))
+        .service(web::resource("/v1/shared/analyses/{token}").get(shared));
+}
+
+fn one(v: &Versioned<Analysis>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag::of(v.version)))
+        .json(&v.item)
+}
+
+/// Create an analysis (counts against the monthly quota). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/analyses", tag = "analyses", request_body = NewAnalysis,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
+    responses((status = 201, body = Analysis), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)), security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    body: ValidJson<NewAnalysis>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesWrite)?;
+    let new = body.0;
+    idempotent(&state, &req, &principal.uid, &principal.idempotency_scope(), &new, async {
+        let v = state.analyses.create(&principal.uid, new.clone()).await?;
+        Ok(Created::new(StatusCode::CREATED, &v.item)?
+            .location(format!("/v1/analyses/{}", v.item.analysis_id))
+            .etag(etag::of(v.version)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1..100 (default 20).
+    limit: Option<u32>,
+    cursor: Option<String>,
+    /// Matches `input.persona`.
+    persona: Option<String>,
+    /// processing, completed or failed.
+    status: Option<String>,
+    /// RFC 3339, inclusive.
+    since: Option<String>,
+    /// RFC 3339, exclusive.
+    until: Option<String>,
+}
+
+/// History, newest first (`metadata.createdAt` desc, id desc).
+#[utoipa::path(get, path = "/v1/analyses", tag = "analyses", params(HistoryParams),
+    responses((status = 200, description = "{items: Analysis[], nextCursor}"), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_analyses(
+    state: web::Data<AppState>,
+    principal: Principal,
+    q: web::Query<HistoryParams>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesRead)?;
+    let q = q.into_inner();
+    let filter = HistoryFilter {
+        persona: q.persona.filter(|p| !p.is_empty()),
+        status: q
+            .status
+            .map(|s| Status::parse(&s).ok_or_else(|| AppError::BadRequest("status must be processing, completed or failed".into())))
+            .transpose()?,
+        since: list::timestamp_param("since", q.since.as_deref())?,
+        until: list::timestamp_param("until", q.until.as_deref())?,
+    };
+    let page = PageRequest::new(q.limit, q.cursor)?;
+    let result = state.analyses.list(&principal.uid, &filter, &page).await?;
+    Ok(list::page_response(&result))
+}
+
+/// One analysis.
+#[utoipa::path(get, path = "/v1/analyses/{id}", tag = "analyses",
+    responses((status = 200, body = Analysis), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesRead)?;
+    Ok(one(&state.analyses.get(&principal.uid, &id).await?))
+}
+
+/// Complete (`{"status":"completed","results":…}`) or fail (`{"status":"failed"}`) a processing analysis.
+#[utoipa::path(patch, path = "/v1/analyses/{id}", tag = "analyses", request_body = Completion,
+    responses((status = 200, body = Analysis), (status = 409, body = Problem), (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn complete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: ValidJson<Completion>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesWrite)?;
+    let if_match = etag::if_match(&req)?;
+    Ok(one(&state.analyses.complete(&principal.uid, &id, body.0, if_match).await?))
+}
+
+/// Delete an analysis (its share link stops working).
+#[utoipa::path(delete, path = "/v1/analyses/{id}", tag = "analyses",
+    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesWrite)?;
+    state.analyses.delete(&principal.uid, &id, etag::if_match(&req)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGet {
+    /// 1..100 ids.
+    #[validate(length(min = 1, max = 100))]
+    pub ids: Vec<String>,
+}
+
+/// Many analyses in one round trip; ids that are not yours (or do not exist) come back in `missing`.
+#[utoipa::path(post, path = "/v1/analyses/batch-get", tag = "analyses", request_body = BatchGet,
+    responses((status = 200, body = BatchResult)), security(("bearer" = [])))]
+pub async fn batch_get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: ValidJson<BatchGet>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesRead)?;
+    Ok(HttpResponse::Ok().json(state.analyses.batch_get(&principal.uid, &body.0.ids).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendParams {
+    /// 1..365, default 30.
+    days: Option<String>,
+}
+
+/// Counts and averages over the last `days` UTC days.
+#[utoipa::path(get, path = "/v1/analyses/trends", tag = "analyses", params(TrendParams),
+    responses((status = 200, body = Trends), (status = 400, body = Problem)), security(("bearer" = [])))]
+pub async fn trends(
+    state: web::Data<AppState>,
+    principal: Principal,
+    q: web::Query<TrendParams>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesRead)?;
+    let days = match q.days.as_deref() {
+        None => 30,
+        Some(d) => d
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=365).contains(d))
+            .ok_or_else(|| AppError::BadRequest("days must be an integer from 1 to 365".into()))?,
+    };
+    Ok(HttpResponse::Ok().json(&*state.analyses.trends(&principal.uid, days).await?))
+}
+
+/// Make an analysis public; calling again returns the same token.
+#[utoipa::path(post, path = "/v1/analyses/{id}/share", tag = "analyses",
+    responses((status = 200, body = ShareLink), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn share(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesWrite)?;
+    let (token, at) = state.analyses.share(&principal.uid, &id).await?;
+    let info = req.connection_info();
+    let url = format!("{}://{}/v1/shared/analyses/{token}", info.scheme(), info.host());
+    Ok(HttpResponse::Ok().json(ShareLink {
+        share_token: token,
+        shared_at: at,
+        url,
+    }))
+}
+
+/// Revoke the share link: the old token stops working at once.
+#[utoipa::path(delete, path = "/v1/analyses/{id}/share", tag = "analyses",
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn unshare(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> AppResult<HttpResponse> {
+    principal.require(Permission::AnalysesWrite)?;
+    state.analyses.unshare(&principal.uid, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A shared analysis, without owner data. No authentication.
+#[utoipa::path(get, path = "/v1/shared/analyses/{token}", tag = "analyses",
+    responses((status = 200, body = Analysis), (status = 404, body = Problem)))]
+pub async fn shared(state: web::Data<AppState>, token: web::Path<String>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.analyses.shared(&token).await?))
+}

@@ -1,0 +1,123 @@
+//! Responses of creating POSTs, with `Idempotency-Key` handling: one place so
+//! every creating endpoint replays, refuses mismatches and reports conflicts alike.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use crate::domain::idempotency::{self, Claim, StoredResponse};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+pub const HEADER: &str = "idempotency-key";
+
+/// What a creating handler produced.
+pub struct Created {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    /// The body to replay instead of `body` (e.g. without a one-time secret).
+    pub replay_body: Option<serde_json::Value>,
+}
+
+impl Created {
+    pub fn new(status: StatusCode, body: &impl Serialize) -> AppResult<Self> {
+        Ok(Self {
+            status,
+            body: serde_json::to_value(body).map_err(AppError::internal)?,
+            location: None,
+            etag: None,
+            replay_body: None,
+        })
+    }
+    pub fn location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+    pub fn etag(mut self, etag: String) -> Self {
+        self.etag = Some(etag);
+        self
+    }
+
+    fn respond(status: u16, body: String, location: Option<&str>, etag: Option<&str>, replayed: bool) -> HttpResponse {
+        let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+        res.content_type("application/json");
+        if let Some(l) = location {
+            res.insert_header((header::LOCATION, l));
+        }
+        if let Some(e) = etag {
+            res.insert_header((header::ETAG, e));
+        }
+        if replayed {
+            res.insert_header(("idempotent-replayed", "true"));
+        }
+        res.body(body)
+    }
+}
+
+/// Runs `create` once per `Idempotency-Key` (when the request has one).
+/// `request` is the parsed body: the same key with another body is 422.
+pub async fn idempotent<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    uid: &str,
+    principal: &str,
+    request: &impl Serialize,
+    create: F,
+) -> AppResult<HttpResponse>
+where
+    F: Future<Output = AppResult<Created>>,
+{
+    let Some(key) = req.headers().get(HEADER) else {
+        let c = create.await?;
+        return Ok(Created::respond(
+            c.status.as_u16(),
+            c.body.to_string(),
+            c.location.as_deref(),
+            c.etag.as_deref(),
+            false,
+        ));
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| AppError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    idempotency::validate_key(key)?;
+    let endpoint = format!("{} {}", req.method(), req.match_pattern().unwrap_or_default());
+    let hash = idempotency::request_hash(&serde_json::to_value(request).map_err(AppError::internal)?);
+    let path = idempotency::record_path(uid, principal, &endpoint, key)?;
+    match idempotency::claim(state.store.as_ref(), path, &endpoint, &hash).await? {
+        Claim::Replay(r) => Ok(Created::respond(
+            r.status,
+            r.body,
+            r.location.as_deref(),
+            r.etag.as_deref(),
+            true,
+        )),
+        Claim::Fresh(path) => match create.await {
+            Ok(c) => {
+                let stored = StoredResponse {
+                    status: c.status.as_u16(),
+                    body: c.replay_body.as_ref().unwrap_or(&c.body).to_string(),
+                    location: c.location.clone(),
+                    etag: c.etag.clone(),
+                };
+                // The resource exists now; failing to record the response must not fail the request.
+                if let Err(e) = idempotency::finish(state.store.as_ref(), path, &stored).await {
+                    tracing::warn!(error = %e, "could not record an idempotent response");
+                }
+                Ok(Created::respond(
+                    c.status.as_u16(),
+                    c.body.to_string(),
+                    c.location.as_deref(),
+                    c.etag.as_deref(),
+                    false,
+                ))
+            }
+            Err(e) => {
+                idempotency::release(state.store.as_ref(), path).await;
+                Err(e)
+            }
+        },
+    }
+}

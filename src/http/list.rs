@@ -1,0 +1,31 @@
+//! Shared pieces of list endpoints.
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+use crate::domain::analyses::Versioned;
+use crate::domain::pagination::Page;
+use crate::error::{AppError, AppResult};
+
+/// `{items, nextCursor}` from a page of versioned items.
+pub fn page_response<T: Serialize>(page: &Page<Versioned<T>>) -> HttpResponse {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Out<'a, T> {
+        items: Vec<&'a T>,
+        next_cursor: Option<&'a str>,
+    }
+    HttpResponse::Ok().json(Out {
+        items: page.items.iter().map(|v| &v.item).collect(),
+        next_cursor: page.next_cursor.as_deref(),
+    })
+}
+
+/// An RFC 3339 query parameter, or 400 naming it.
+pub fn timestamp_param(name: &str, v: Option<&str>) -> AppResult<Option<jiff::Timestamp>> {
+    v.map(|s| {
+        s.parse::<jiff::Timestamp>()
+            .map_err(|_| AppError::BadRequest(format!("{name} must be an RFC 3339 timestamp")))
+    })
+    .transpose()
+}

@@ -1,0 +1,56 @@
+//! `/v1/me`: the caller's own profile.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::json::ValidJson;
+use super::principal::{IdTokenPrincipal, Principal};
+use super::{etag, request_id};
+use crate::domain::users::{Account, Profile, ProfilePatch, Subscription};
+use crate::error::{AppResult, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/me").get(get_me).patch(patch_me))
+        .service(web::resource("/v1/me/subscription").get(get_subscription));
+}
+
+fn profile_response(account: &Account) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag::of(account.version)))
+        .json(account.profile.for_response())
+}
+
+/// The caller's profile (created from the token's claims on first use).
+#[utoipa::path(get, path = "/v1/me", tag = "profile",
+    responses((status = 200, body = Profile), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_me(principal: Principal) -> AppResult<HttpResponse> {
+    Ok(profile_response(&principal.account))
+}
+
+/// Rectification: change `name`, `profileImage`, `preferences` (audited). ID token only.
+#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = ProfilePatch,
+    responses((status = 200, body = Profile), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn patch_me(
+    state: web::Data<AppState>,
+    principal: IdTokenPrincipal,
+    req: HttpRequest,
+    body: ValidJson<ProfilePatch>,
+) -> AppResult<HttpResponse> {
+    let precondition = etag::if_match(&req)?;
+    let account = state
+        .users
+        .patch(&principal.uid, &body.0, precondition, &request_id::current())
+        .await?;
+    Ok(profile_response(&account))
+}
+
+/// The caller's subscription.
+#[utoipa::path(get, path = "/v1/me/subscription", tag = "profile",
+    responses((status = 200, body = Subscription), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_subscription(principal: Principal) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(principal.account.profile.for_response().subscription))
+}

@@ -1,0 +1,70 @@
+//! One `tracing` span per request (request id, route, Cloud trace id, caller)
+//! and the HTTP metrics.
+
+use std::time::Instant;
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{Error, web};
+use tracing::Instrument;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+
+use super::request_id::RequestId;
+use crate::ratelimit::Decision;
+use crate::state::AppState;
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    // `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`
+    let trace = req
+        .headers()
+        .get("x-cloud-trace-context")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('/').next())
+        .filter(|t| !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        trace = trace.as_deref(),
+        uid = tracing::field::Empty,
+    );
+    let mut res = next.call(req).instrument(span.clone()).await;
+    if let Ok(r) = &mut res {
+        let decision = r.request().extensions().get::<Decision>().cloned();
+        if let Some(d) = decision {
+            let h = r.headers_mut();
+            if let (Ok(p), Ok(l)) = (HeaderValue::from_str(&d.policy_header()), HeaderValue::from_str(&d.limit_header())) {
+                h.insert(HeaderName::from_static("ratelimit-policy"), p);
+                h.insert(HeaderName::from_static("ratelimit"), l);
+            }
+        }
+    }
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    if let Some(m) = metrics {
+        m.observe_http(&route, &method, status, started);
+    }
+    span.in_scope(|| {
+        tracing::info!(status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request completed");
+    });
+    res
+}

@@ -1,0 +1,181 @@
+//! The caller, as a typed extractor: a handler that takes `Principal` cannot
+//! forget authentication, and one that takes `IdTokenPrincipal` cannot be
+//! reached with an API key.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+
+use crate::domain::users::{Account, AuthProvider, Role, SignIn};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// How the caller authenticated.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A Firebase (or dev) ID token.
+    IdToken { auth_time: i64 },
+}
+
+/// API-key permissions (API.md). ID tokens hold them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum Permission {
+    #[serde(rename = "profile:read")]
+    ProfileRead,
+    #[serde(rename = "analyses:read")]
+    AnalysesRead,
+    #[serde(rename = "analyses:write")]
+    AnalysesWrite,
+    #[serde(rename = "personas:read")]
+    PersonasRead,
+    #[serde(rename = "personas:write")]
+    PersonasWrite,
+    #[serde(rename = "export:read")]
+    ExportRead,
+    #[serde(rename = "events:write")]
+    EventsWrite,
+}
+
+/// An authenticated caller with their profile.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub uid: String,
+    pub credential: Credential,
+    pub account: Arc<Account>,
+}
+
+impl Principal {
+    pub fn role(&self) -> Role {
+        self.account.profile.role
+    }
+
+    /// 403 unless the credential carries `permission` (ID tokens carry every one).
+    pub fn require(&self, permission: Permission) -> AppResult<()> {
+        match &self.credential {
+            Credential::IdToken { .. } => {
+                let _ = permission;
+                Ok(())
+            }
+        }
+    }
+
+    /// Idempotency keys are per principal: the user, or one API key of theirs.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.credential {
+            Credential::IdToken { .. } => self.uid.clone(),
+        }
+    }
+}
+
+/// A caller authenticated with an ID token (API keys are refused with 403):
+/// for `/v1/api-keys`, `PATCH`/`DELETE /v1/me` and admin routes.
+#[derive(Debug, Clone)]
+pub struct IdTokenPrincipal(pub Principal);
+
+impl std::ops::Deref for IdTokenPrincipal {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl FromRequest for IdTokenPrincipal {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let p = fut.await?;
+            match p.credential {
+                Credential::IdToken { .. } => Ok(IdTokenPrincipal(p)),
+            }
+        })
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            if let Some(p) = req.extensions().get::<Principal>() {
+                return Ok(p.clone());
+            }
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| AppError::internal("application state missing"))?
+                .clone();
+            let principal = authenticate(&state, &req).await?;
+            tracing::Span::current().record("uid", principal.uid.as_str());
+            let decision = state.rate_limiter.check(&principal.idempotency_scope()).await;
+            let allowed = decision.allowed;
+            let retry = decision.reset_secs;
+            // The response middleware turns this into RateLimit headers, 429s included.
+            req.extensions_mut().insert(decision);
+            if !allowed {
+                state.metrics.rate_limited.with_label_values(&["default"]).inc();
+                return Err(AppError::RateLimited { retry_after_secs: retry });
+            }
+            req.extensions_mut().insert(principal.clone());
+            Ok(principal)
+        })
+    }
+}
+
+/// Extracts the bearer credential from `Authorization` (or `X-API-Key`).
+fn credential(req: &HttpRequest) -> AppResult<&str> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        let v = v
+            .to_str()
+            .map_err(|_| AppError::Unauthenticated("malformed Authorization header".into()))?;
+        let (scheme, token) = v
+            .split_once(' ')
+            .ok_or_else(|| AppError::Unauthenticated("expected `Authorization: Bearer <credential>`".into()))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AppError::Unauthenticated("expected `Authorization: Bearer <credential>`".into()));
+        }
+        return Ok(token.trim());
+    }
+    if let Some(v) = req.headers().get("x-api-key") {
+        return v
+            .to_str()
+            .map_err(|_| AppError::Unauthenticated("malformed X-API-Key header".into()));
+    }
+    Err(AppError::Unauthenticated("missing credentials".into()))
+}
+
+async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principal> {
+    let token = credential(req)?;
+    if token.starts_with("ffk_") {
+        return Err(AppError::Unauthenticated("API keys are not accepted here yet".into()));
+    }
+    let claims = state.verifier.verify(token).await?;
+    let provider = claims
+        .sign_in_provider
+        .as_deref()
+        .and_then(AuthProvider::from_firebase)
+        .ok_or_else(|| AppError::Forbidden("this sign-in provider is not supported".into()))?;
+    let sign_in = SignIn {
+        uid: claims.sub.clone(),
+        email: claims.email.clone(),
+        name: claims.name.clone(),
+        picture: claims.picture.clone(),
+        provider,
+        auth_time: claims.auth_time,
+    };
+    let account = state.users.profile_for(&sign_in).await?;
+    Ok(Principal {
+        uid: claims.sub.clone(),
+        credential: Credential::IdToken {
+            auth_time: claims.auth_time,
+        },
+        account,
+    })
+}

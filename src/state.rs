@@ -1,0 +1,47 @@
+//! The one context shared by every handler: configuration, store, services, caches.
+
+use std::sync::Arc;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::domain::analyses::Analyses;
+use crate::domain::pagination::CursorCodec;
+use crate::domain::personas::Personas;
+use crate::domain::users::Users;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub verifier: Arc<TokenVerifier>,
+    pub metrics: Arc<Metrics>,
+    pub users: Users,
+    pub analyses: Analyses,
+    pub personas: Personas,
+    pub rate_limiter: RateLimiter,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        verifier: Arc<TokenVerifier>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let cursors = CursorCodec::new(config.secret.expose())?;
+        let users = Users::new(store.clone(), metrics.clone());
+        Ok(Self {
+            analyses: Analyses::new(store.clone(), cursors.clone(), users.clone(), metrics.clone()),
+            personas: Personas::new(store.clone(), cursors, metrics.clone()),
+            rate_limiter: RateLimiter::new("default", config.rate_limit),
+            users,
+            config,
+            store,
+            verifier,
+            metrics,
+        })
+    }
+}

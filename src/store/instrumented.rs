@@ -1,0 +1,61 @@
+//! A `Store` decorator that records every operation's latency in the metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use crate::metrics::Metrics;
+
+pub struct Instrumented {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Instrumented {
+    pub fn wrap(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    async fn timed<T>(&self, op: &str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let started = Instant::now();
+        let result = fut.await;
+        self.metrics.observe_store(op, result.is_ok(), started);
+        result
+    }
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.timed("ping", self.inner.ping()).await
+    }
+    async fn get(&self, path: &DocPath) -> StoreResult<Option<Doc>> {
+        self.timed("get", self.inner.get(path)).await
+    }
+    async fn get_all(&self, paths: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+        self.timed("get_all", self.inner.get_all(paths)).await
+    }
+    async fn query(&self, query: &Query) -> StoreResult<Vec<Doc>> {
+        self.timed("query", self.inner.query(query)).await
+    }
+    async fn count(&self, query: &Query) -> StoreResult<u64> {
+        self.timed("count", self.inner.count(query)).await
+    }
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+        self.timed("commit", self.inner.commit(writes)).await
+    }
+    async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
+        self.timed("list_collection_ids", self.inner.list_collection_ids(parent)).await
+    }
+    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
+        self.timed("descendants", self.inner.descendants(parent)).await
+    }
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+        self.timed("begin_transaction", self.inner.begin()).await
+    }
+}

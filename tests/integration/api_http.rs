@@ -1,0 +1,254 @@
+//! The HTTP conventions every endpoint shares: problem+json, request ids,
+//! body limits and media types, health, metrics, OpenAPI, CORS.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::app::{Backend, json_of, problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn service_endpoints_answer() {
+    let app = spawn_app(Backend::Firestore).await;
+    let health = json_of(app.client.get(app.url("/healthz")).send().await.unwrap(), 200).await;
+    assert_eq!(health, json!({"status": "ok"}));
+    let ready = json_of(app.client.get(app.url("/readyz")).send().await.unwrap(), 200).await;
+    assert_eq!(ready["store"], "firestore");
+    // Some traffic, then the metrics show it.
+    json_of(app.get("/v1/me", &app.token("m")).await, 200).await;
+    json_of(app.get("/v1/me", &app.token("m")).await, 200).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("funnelflow_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("funnelflow_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("funnelflow_store_operation_duration_seconds_count{op=\"get\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("funnelflow_cache_requests_total{cache=\"profiles\",result=\"hit\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("funnelflow_cache_requests_total{cache=\"id_tokens\",result=\"hit\"} 1"),
+        "{text}"
+    );
+    // The OpenAPI document describes the API.
+    let doc = json_of(
+        app.client.get(app.url("/openapi.json")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/me",
+        "/v1/analyses",
+        "/v1/analyses/{id}",
+        "/v1/personas",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
+    }
+}
+
+#[tokio::test]
+async fn framework_errors_are_problem_json() {
+    let app = spawn_app(Backend::Embedded).await;
+    let token = app.token("h");
+    problem(app.get("/v1/nothing-here", &token).await, 404, "not_found").await;
+    problem(
+        app.request(Method::PUT, "/v1/me", Some(&token))
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    // 415: a body that is not JSON.
+    let res = app
+        .request(Method::PATCH, "/v1/me", Some(&token))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415, "unsupported_media_type").await;
+    let res = app
+        .request(Method::PATCH, "/v1/me", Some(&token))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415, "unsupported_media_type").await;
+    // 413: over 256 KiB, declared or streamed.
+    let big = format!("{{\"name\": \"{}\"}}", "a".repeat(300 * 1024));
+    let res = app
+        .request(Method::PATCH, "/v1/me", Some(&token))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    problem(res, 413, "payload_too_large").await;
+    // 400: broken JSON; 422: well-formed but wrong.
+    for broken in ["{", "{\"name\": }", "[1,", "\u{0}", "{\"name\":\"a\"} trailing"] {
+        let res = app
+            .request(Method::PATCH, "/v1/me", Some(&token))
+            .header("content-type", "application/json")
+            .body(broken)
+            .send()
+            .await
+            .unwrap();
+        problem(res, 400, "bad_request").await;
+    }
+    let res = app
+        .request(Method::PATCH, "/v1/me", Some(&token))
+        .json(&json!([1, 2]))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 422, "validation_failed").await;
+    // A failed request leaves nothing half-written.
+    let me = json_of(app.get("/v1/me", &token).await, 200).await;
+    assert_eq!(me["name"], "User h");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_replaced() {
+    let app = spawn_app(Backend::Embedded).await;
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "client-id.1:a_b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-id.1:a_b");
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id; drop table")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "bad id; drop table");
+    assert_eq!(id.len(), 36);
+    // Errors carry the same id in the body.
+    let res = app
+        .client
+        .get(app.url("/v1/me"))
+        .header("x-request-id", "err-123")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(res, 401, "unauthenticated").await;
+    assert_eq!(body["requestId"], "err-123");
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = spawn_app_with(
+        Backend::Embedded,
+        &[("FUNNELFLOW_CORS_ORIGINS", "https://app.funnelflow.test")],
+    )
+    .await;
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/me"))
+        .header("origin", "https://app.funnelflow.test")
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,if-match",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.funnelflow.test"
+    );
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://app.funnelflow.test")
+        .send()
+        .await
+        .unwrap();
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for h in [
+        "etag",
+        "location",
+        "x-request-id",
+        "ratelimit",
+        "ratelimit-policy",
+        "retry-after",
+        "idempotent-replayed",
+    ] {
+        assert!(exposed.contains(h), "{h} not exposed: {exposed}");
+    }
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/me"))
+        .header("origin", "https://evil.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn rate_limits_per_principal_with_ietf_fields() {
+    let app = spawn_app_with(Backend::Embedded, &[("FUNNELFLOW_RATE_LIMIT", "3/10s")]).await;
+    let a = app.token("rl-a");
+    for remaining in [2, 1, 0] {
+        let res = app.get("/v1/me", &a).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["ratelimit-policy"], "\"default\";q=3;w=10");
+        let rl = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(rl.starts_with(&format!("\"default\";r={remaining};t=")), "{rl}");
+    }
+    let res = app.get("/v1/me", &a).await;
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry));
+    assert!(res.headers().get("ratelimit").is_some());
+    problem(res, 429, "rate_limited").await;
+    // Another principal has its own budget; unauthenticated endpoints have none.
+    assert_eq!(app.get("/v1/me", &app.token("rl-b")).await.status(), 200);
+    assert_eq!(
+        app.client.get(app.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("funnelflow_rate_limit_rejections_total{policy=\"default\"} 1"),
+        "{text}"
+    );
+}

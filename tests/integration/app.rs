@@ -1,0 +1,215 @@
+//! `spawn_app`: the real service on a random port, against an isolated store
+//! (a fresh embedded store, or its own project id on the emulator), and a
+//! client with a helper per verb.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use funnelflow::config::{Config, DEV_PRIVATE_KEY_PEM};
+use funnelflow::metrics::Metrics;
+use funnelflow::startup::{Application, open_store};
+use funnelflow::state::AppState;
+use funnelflow::store::Store;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+use crate::support;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Firestore,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub project_id: String,
+    pub backend: Backend,
+    pub state: AppState,
+}
+
+impl TestApp {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Claims of a valid Google sign-in for `uid`, signed with the dev key.
+    pub fn claims(&self, uid: &str) -> Value {
+        let now = jiff::Timestamp::now().as_second();
+        json!({
+            "iss": format!("https://securetoken.google.com/{}", self.project_id),
+            "aud": self.project_id,
+            "sub": uid,
+            "user_id": uid,
+            "iat": now - 10,
+            "exp": now + 3600,
+            "auth_time": now - 60,
+            "email": format!("{uid}@example.com"),
+            "name": format!("User {uid}"),
+            "firebase": {"sign_in_provider": "google.com", "identities": {}},
+        })
+    }
+
+    pub fn token(&self, uid: &str) -> String {
+        self.sign(&self.claims(uid))
+    }
+
+    /// A token for `uid` whose claims `edit` changed.
+    pub fn token_with(&self, uid: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let mut c = self.claims(uid);
+        edit(&mut c);
+        self.sign(&c)
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        funnelflow::auth::sign_claims(DEV_PRIVATE_KEY_PEM, "dev", claims).expect("sign test token")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Reads a response as JSON, asserting its status (prints the body on mismatch).
+pub async fn json_of(res: Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts a problem+json error with `status` and `code`; returns the body.
+pub async fn problem(res: Response, status: u16, code: &str) -> Value {
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = json_of(res, status).await;
+    assert_eq!(ct, "application/problem+json", "content type of {body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&format!("/errors/{code}")),
+        "{body}"
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert_eq!(
+        body["requestId"].as_str(),
+        request_id.as_deref(),
+        "requestId must match X-Request-Id"
+    );
+    body
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts the app with extra environment (`(name, value)`) on top of the test defaults.
+pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
+    support::init_test_logging();
+    let project_id = support::unique_project_id("api");
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("PORT".into(), "0".into()),
+        ("FUNNELFLOW_HOST".into(), "127.0.0.1".into()),
+        ("GOOGLE_CLOUD_PROJECT".into(), project_id.clone()),
+        ("FUNNELFLOW_AUTH".into(), "dev".into()),
+        ("FUNNELFLOW_STORE_TIMEOUT_MS".into(), "5000".into()),
+    ]);
+    match backend {
+        Backend::Embedded => {
+            vars.insert("FUNNELFLOW_STORE".into(), "embedded".into());
+        }
+        Backend::Firestore => {
+            vars.insert("FUNNELFLOW_STORE".into(), "firestore".into());
+            vars.insert("FIRESTORE_EMULATOR_HOST".into(), support::emulator_host());
+        }
+    }
+    for (k, v) in env {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
+    let metrics = Metrics::new().expect("metrics");
+    let store = open_store(&config, metrics.clone());
+    let app = Application::build_with_store(config, store, metrics)
+        .await
+        .expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        project_id,
+        backend,
+        state,
+    }
+}
+
+/// Runs an async test body once per backend: `both_backends!(name, body_fn)`
+/// defines the tests `name::embedded` and `name::firestore`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$body($crate::app::spawn_app($crate::app::Backend::Embedded).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firestore() {
+                super::$body($crate::app::spawn_app($crate::app::Backend::Firestore).await).await;
+            }
+        }
+    };
+}
