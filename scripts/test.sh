@@ -120,5 +120,5 @@ export FIRESTORE_EMULATOR_HOST FIRESTORE_EMULATOR_JAR
 log "FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST"
 
 step="cargo test"
-log "cargo test --all-targets --locked $*"
+log "cargo test --all-targets --locked${*:+ $*}"
 cargo test --all-targets --locked "$@"

@@ -56,10 +56,19 @@ pub async fn grant_admin(config: &Config, uid: &str) -> anyhow::Result<()> {
     let mut fields = Fields::new();
     fields.insert("role".into(), value::string("admin"));
     fields.insert("userId".into(), value::string(uid));
-    let audit = audit::record("cli", "user.role.grant_admin", &format!("users/{uid}"), "cli", serde_json::json!({"role": "admin"}))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let audit = audit::record(
+        "cli",
+        "user.role.grant_admin",
+        &format!("users/{uid}"),
+        "cli",
+        serde_json::json!({"role": "admin"}),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     store
-        .commit(vec![Write::merge(path, fields, vec!["role".into(), "userId".into()]), audit])
+        .commit(vec![
+            Write::merge(path, fields, vec!["role".into(), "userId".into()]),
+            audit,
+        ])
         .await
         .context("writing the role")?;
     println!("{uid} is now an admin");

@@ -18,10 +18,16 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => commands::migrate(&config).await,
-        Command::DevToken { uid, email, name, provider, ttl } => {
-            commands::dev_token(&config, uid, email, name, provider, ttl)
-        }
-        Command::Admin { action: AdminAction::GrantAdmin { uid } } => commands::grant_admin(&config, &uid).await,
+        Command::DevToken {
+            uid,
+            email,
+            name,
+            provider,
+            ttl,
+        } => commands::dev_token(&config, uid, email, name, provider, ttl),
+        Command::Admin {
+            action: AdminAction::GrantAdmin { uid },
+        } => commands::grant_admin(&config, &uid).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

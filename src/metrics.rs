@@ -24,17 +24,30 @@ impl Metrics {
             &["route", "method", "status"],
         )?;
         let http_latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route and status")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route and status",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
             &["route", "status"],
         )?;
         let store_latency = HistogramVec::new(
-            HistogramOpts::new("store_operation_duration_seconds", "Store operation latency by operation")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            HistogramOpts::new(
+                "store_operation_duration_seconds",
+                "Store operation latency by operation",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
             &["op", "outcome"],
         )?;
         let cache_events = IntCounterVec::new(
-            Opts::new("cache_requests_total", "Cache lookups by cache and result (hit/miss)"),
+            Opts::new(
+                "cache_requests_total",
+                "Cache lookups by cache and result (hit/miss)",
+            ),
             &["cache", "result"],
         )?;
         let rate_limited = IntCounterVec::new(
@@ -72,7 +85,9 @@ impl Metrics {
 
     pub fn observe_http(&self, route: &str, method: &str, status: u16, started: Instant) {
         let status = status.to_string();
-        self.http_requests.with_label_values(&[route, method, &status]).inc();
+        self.http_requests
+            .with_label_values(&[route, method, &status])
+            .inc();
         self.http_latency
             .with_label_values(&[route, &status])
             .observe(started.elapsed().as_secs_f64());
@@ -81,7 +96,10 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()

@@ -103,7 +103,13 @@ mod tests {
 
     #[tokio::test]
     async fn counts_per_principal_and_resets() {
-        let rl = RateLimiter::new("default", RateSpec { requests: 2, window: Duration::from_millis(300) });
+        let rl = RateLimiter::new(
+            "default",
+            RateSpec {
+                requests: 2,
+                window: Duration::from_millis(300),
+            },
+        );
         assert!(rl.check("a").await.allowed);
         let d = rl.check("a").await;
         assert!(d.allowed);

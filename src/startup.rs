@@ -16,10 +16,10 @@ use crate::config::{Config, StoreKind};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::instrumented::Instrumented;
 use crate::store::lazy::LazyFirestore;
-use crate::store::Store;
 
 /// Headers a browser may read (API.md: CORS).
 const EXPOSED_HEADERS: [&str; 7] = [
@@ -56,9 +56,12 @@ impl Application {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         if config.secret_is_default {
-            tracing::warn!("FUNNELFLOW_SECRET is not set: using the development secret (never do this in production)");
+            tracing::warn!(
+                "FUNNELFLOW_SECRET is not set: using the development secret (never do this in production)"
+            );
         }
-        let verifier = TokenVerifier::new(&config.auth, &config.project_id).context("authentication setup")?;
+        let verifier =
+            TokenVerifier::new(&config.auth, &config.project_id).context("authentication setup")?;
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store, Arc::new(verifier), metrics)?;
         if config.migrate_on_start {
@@ -116,7 +119,11 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
         StoreKind::Firestore => {
             tracing::info!(project = %config.project_id, database = %config.database,
                 emulator = config.emulator_host.as_deref(), "using Firestore");
-            Arc::new(LazyFirestore::new(&config.project_id, &config.database, config.store_timeout))
+            Arc::new(LazyFirestore::new(
+                &config.project_id,
+                &config.database,
+                config.store_timeout,
+            ))
         }
     };
     Instrumented::wrap(inner, metrics)
@@ -124,7 +131,13 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
 
 fn cors(origins: &[String]) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

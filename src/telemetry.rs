@@ -18,7 +18,10 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, project_id: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = match format {
-        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .fmt_fields(JsonFields::new())
@@ -62,7 +65,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -71,7 +75,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut entry = Map::new();
         entry.insert("severity".into(), Value::from(severity(event.metadata().level())));
         entry.insert("time".into(), Value::from(jiff::Timestamp::now().to_string()));

@@ -14,10 +14,10 @@
 //!    to `https://securetoken.google.com/<project id>`, `iat` and `auth_time` present
 //!    and not in the future, `sub` non-empty and at most 128 characters.
 //!
-//! Clock leeway is [`LEEWAY_SECS`] (60 s) in both directions: a token is accepted
-//! until 60 s after its `exp`, and `iat`/`auth_time` may be up to 60 s ahead of our
-//! clock. Cached entries expire at `exp` itself, so a token past `exp` is always
-//! re-verified.
+//! `exp` is strict ([`EXP_LEEWAY_SECS`] = 0, as API.md says "exp in the
+//! future" and the Firebase Admin SDKs do); `iat`/`auth_time` may be up to
+//! [`LEEWAY_SECS`] (60 s) ahead of our clock, for the issuer's clock skew.
+//! Cached entries expire at `exp`.
 
 mod certs;
 mod token;
@@ -40,6 +40,8 @@ use certs::{CertPolicy, CertStore, KeyLookupError};
 
 /// Clock-skew tolerance for `exp`, `iat` and `auth_time`, in seconds.
 pub const LEEWAY_SECS: i64 = 60;
+/// Tolerance after `exp`: none.
+pub const EXP_LEEWAY_SECS: i64 = 0;
 /// Longest accepted `sub` (Firebase uids are at most 128 characters).
 pub const MAX_SUB_CHARS: usize = 128;
 /// Capacity of the verified-token cache (entries).
@@ -188,7 +190,7 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[project_id]);
-        validation.leeway = LEEWAY_SECS.unsigned_abs();
+        validation.leeway = EXP_LEEWAY_SECS.unsigned_abs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = true;
@@ -237,7 +239,7 @@ impl TokenVerifier {
         // A cached token passed every check below already: the hit path is one hash.
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.cache.get(&digest).await
-            && claims.exp.saturating_add(LEEWAY_SECS) >= unix_now()
+            && claims.exp.saturating_add(EXP_LEEWAY_SECS) > unix_now()
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(claims);

@@ -12,7 +12,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AuthError, AuthSetupError, Claims, LEEWAY_SECS, MAX_SUB_CHARS, unix_now};
+use super::{AuthError, AuthSetupError, Claims, EXP_LEEWAY_SECS, LEEWAY_SECS, MAX_SUB_CHARS, unix_now};
 
 /// Longest credential looked at; Firebase ID tokens are ~1 KiB.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -105,7 +105,7 @@ impl RawClaims {
             _ => return Err(AuthError::WrongIssuer),
         }
         let exp = self.exp.ok_or(AuthError::MissingClaim("exp"))?;
-        if exp.saturating_add(LEEWAY_SECS) < now {
+        if exp.saturating_add(EXP_LEEWAY_SECS) <= now {
             return Err(AuthError::Expired);
         }
         let iat = self.iat.ok_or(AuthError::MissingClaim("iat"))?;

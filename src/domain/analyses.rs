@@ -17,7 +17,9 @@ use super::users::{self, Profile, Usage};
 use super::{clock, personas};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
-use crate::store::{self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value};
+use crate::store::{
+    self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value,
+};
 
 pub const COLLECTION: &str = "analyses";
 
@@ -28,7 +30,9 @@ pub enum InputType {
     Text,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Processing,
@@ -65,7 +69,11 @@ pub struct AnalysisInput {
     #[validate(custom(function = "len_1_100"))]
     pub persona: String,
     /// One of the caller's personas.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::input::non_null"
+    )]
     pub custom_persona_id: Option<String>,
 }
 
@@ -99,7 +107,11 @@ pub struct Results {
     /// 1..50 findings.
     #[validate(length(min = 1, max = 50), nested)]
     pub analysis: Vec<Finding>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::input::non_null"
+    )]
     #[validate(nested)]
     pub sample_copy: Option<SampleCopy>,
     #[validate(range(min = 0.0, max = 1.0))]
@@ -161,7 +173,11 @@ pub struct NewAnalysis {
     #[validate(nested)]
     pub input: AnalysisInput,
     pub status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::input::non_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::input::non_null"
+    )]
     #[validate(nested)]
     pub results: Option<Results>,
     #[validate(custom(function = "len_1_100"))]
@@ -277,24 +293,49 @@ fn on_field(mut e: ValidationError, field: &'static str, message: &'static str) 
 
 fn check_input(i: &AnalysisInput) -> Result<(), ValidationError> {
     if i.input_type == InputType::Link
-        && !url::Url::parse(&i.offer_details).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        && !url::Url::parse(&i.offer_details)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
     {
-        return Err(on_field(ValidationError::new("url"), "offerDetails", "must be an http(s) URL when inputType is link"));
+        return Err(on_field(
+            ValidationError::new("url"),
+            "offerDetails",
+            "must be an http(s) URL when inputType is link",
+        ));
     }
     Ok(())
 }
 fn check_new(n: &NewAnalysis) -> Result<(), ValidationError> {
     match (n.status, &n.results) {
-        (Status::Completed, None) => Err(on_field(ValidationError::new("required"), "results", "is required when status is completed")),
-        (Status::Processing | Status::Failed, Some(_)) => Err(on_field(ValidationError::new("not_allowed"), "results", "is only allowed when status is completed")),
+        (Status::Completed, None) => Err(on_field(
+            ValidationError::new("required"),
+            "results",
+            "is required when status is completed",
+        )),
+        (Status::Processing | Status::Failed, Some(_)) => Err(on_field(
+            ValidationError::new("not_allowed"),
+            "results",
+            "is only allowed when status is completed",
+        )),
         _ => Ok(()),
     }
 }
 fn check_completion(c: &Completion) -> Result<(), ValidationError> {
     match (c.status, &c.results) {
-        (Status::Completed, None) => Err(on_field(ValidationError::new("required"), "results", "is required when status is completed")),
-        (Status::Failed, Some(_)) => Err(on_field(ValidationError::new("not_allowed"), "results", "is only allowed when status is completed")),
-        (Status::Processing, _) => Err(on_field(ValidationError::new("one_of"), "status", "must be completed or failed")),
+        (Status::Completed, None) => Err(on_field(
+            ValidationError::new("required"),
+            "results",
+            "is required when status is completed",
+        )),
+        (Status::Failed, Some(_)) => Err(on_field(
+            ValidationError::new("not_allowed"),
+            "results",
+            "is only allowed when status is completed",
+        )),
+        (Status::Processing, _) => Err(on_field(
+            ValidationError::new("one_of"),
+            "status",
+            "must be completed or failed",
+        )),
         _ => Ok(()),
     }
 }
@@ -319,7 +360,9 @@ fn history_query(uid_path: &DocPath, f: &HistoryFilter) -> Query {
 }
 
 fn share_query(token: &str) -> Query {
-    Query::group(None, COLLECTION).filter("sharing.shareToken", Op::Eq, value::string(token)).limit(2)
+    Query::group(None, COLLECTION)
+        .filter("sharing.shareToken", Op::Eq, value::string(token))
+        .limit(2)
 }
 
 pub fn query_shapes() -> Vec<(&'static str, Query)> {
@@ -333,10 +376,40 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
     };
     vec![
         ("analyses: history", history_query(&u, &HistoryFilter::default())),
-        ("analyses: history by persona", history_query(&u, &HistoryFilter { persona: all.persona.clone(), ..Default::default() })),
-        ("analyses: history by status", history_query(&u, &HistoryFilter { status: all.status, ..Default::default() })),
-        ("analyses: history by persona and status, ranged", history_query(&u, &all)),
-        ("analyses: history ranged", history_query(&u, &HistoryFilter { since: Some(now), ..Default::default() })),
+        (
+            "analyses: history by persona",
+            history_query(
+                &u,
+                &HistoryFilter {
+                    persona: all.persona.clone(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "analyses: history by status",
+            history_query(
+                &u,
+                &HistoryFilter {
+                    status: all.status,
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "analyses: history by persona and status, ranged",
+            history_query(&u, &all),
+        ),
+        (
+            "analyses: history ranged",
+            history_query(
+                &u,
+                &HistoryFilter {
+                    since: Some(now),
+                    ..Default::default()
+                },
+            ),
+        ),
         ("analyses: share-token lookup", share_query("t")),
     ]
 }
@@ -378,15 +451,28 @@ fn decode(doc: &Doc) -> AppResult<Versioned<Analysis>> {
 }
 
 impl Analyses {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, users: users::Users, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cursors: CursorCodec,
+        users: users::Users,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let ttl = Duration::from_secs(15 * 60);
         Self {
             store,
             cursors,
             users,
             metrics,
-            first_pages: Cache::builder().max_capacity(20_000).time_to_live(ttl).support_invalidation_closures().build(),
-            trends: Cache::builder().max_capacity(20_000).time_to_live(ttl).support_invalidation_closures().build(),
+            first_pages: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            trends: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
         }
     }
 
@@ -416,8 +502,13 @@ impl Analyses {
         let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let new = Arc::new(new);
         let result = store::run_transaction(self.store.as_ref(), |tx| {
-            let (user_path, path, persona_path, new, id) =
-                (user_path.clone(), path.clone(), persona_path.clone(), new.clone(), id.clone());
+            let (user_path, path, persona_path, new, id) = (
+                user_path.clone(),
+                path.clone(),
+                persona_path.clone(),
+                new.clone(),
+                id.clone(),
+            );
             let uid = uid.to_owned();
             async move {
                 let mut reads = vec![user_path.clone()];
@@ -461,17 +552,30 @@ impl Analyses {
         self.after_write(uid).await;
         let analysis = result?;
         // The commit's update time is the ETag basis: read it back (cheap, and rare next to reads).
-        let doc = self.store.get(&analysis_path(uid, &analysis.analysis_id)?).await?.ok_or(AppError::NotFound)?;
+        let doc = self
+            .store
+            .get(&analysis_path(uid, &analysis.analysis_id)?)
+            .await?
+            .ok_or(AppError::NotFound)?;
         decode(&doc)
     }
 
     pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Analysis>> {
-        let doc = self.store.get(&path_or_404(uid, id)?).await?.ok_or(AppError::NotFound)?;
+        let doc = self
+            .store
+            .get(&path_or_404(uid, id)?)
+            .await?
+            .ok_or(AppError::NotFound)?;
         decode(&doc)
     }
 
     /// One page of history, newest first. First pages are cached per filter set.
-    pub async fn list(&self, uid: &str, filter: &HistoryFilter, page: &PageRequest) -> AppResult<Arc<HistoryPage>> {
+    pub async fn list(
+        &self,
+        uid: &str,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> AppResult<Arc<HistoryPage>> {
         let binding = format!("{uid}|analyses|{}", filter.canonical());
         let cache_key = (uid.to_owned(), format!("{}|{}", filter.canonical(), page.limit));
         if page.is_first() {
@@ -484,7 +588,10 @@ impl Analyses {
         let q = history_query(&users::Users::path(uid)?, filter);
         let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
         let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
-        let page_out = Arc::new(Page { items, next_cursor: next });
+        let page_out = Arc::new(Page {
+            items,
+            next_cursor: next,
+        });
         if page.is_first() {
             self.first_pages.insert(cache_key, page_out.clone()).await;
         }
@@ -492,20 +599,29 @@ impl Analyses {
     }
 
     /// Completes (`completed` with results) or fails a `processing` analysis; other transitions 409.
-    pub async fn complete(&self, uid: &str, id: &str, c: Completion, if_match: Precondition) -> AppResult<Versioned<Analysis>> {
+    pub async fn complete(
+        &self,
+        uid: &str,
+        id: &str,
+        c: Completion,
+        if_match: Precondition,
+    ) -> AppResult<Versioned<Analysis>> {
         let path = path_or_404(uid, id)?;
         let user_path = users::Users::path(uid)?;
         let copies = i64::from(c.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let c = Arc::new(c);
         let result = store::run_transaction(self.store.as_ref(), |tx| {
-            let (path, user_path, c, if_match) = (path.clone(), user_path.clone(), c.clone(), if_match.clone());
+            let (path, user_path, c, if_match) =
+                (path.clone(), user_path.clone(), c.clone(), if_match.clone());
             async move {
                 let docs = tx.get_all(&[path.clone(), user_path.clone()]).await?;
                 let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
                 if let Precondition::UpdateTime(v) = if_match
                     && v != doc.update_time
                 {
-                    return Err(AppError::PreconditionFailed("the analysis was changed by another request".into()));
+                    return Err(AppError::PreconditionFailed(
+                        "the analysis was changed by another request".into(),
+                    ));
                 }
                 let mut a: Analysis = doc.decode()?;
                 if a.metadata.status != Status::Processing {
@@ -529,8 +645,14 @@ impl Analyses {
                 value::set_path(&mut fields, "metadata.status", value::string(c.status.as_str()));
                 value::set_path(&mut fields, "metadata.updatedAt", value::timestamp(now));
                 fields.insert("results".into(), value::from_serialize(&a.results));
-                let mask = vec!["metadata.status".into(), "metadata.updatedAt".into(), "results".into()];
-                writes.push(Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)));
+                let mask = vec![
+                    "metadata.status".into(),
+                    "metadata.updatedAt".into(),
+                    "results".into(),
+                ];
+                writes.push(
+                    Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
+                );
                 Ok(TxOutcome::new(writes, ()))
             }
             .boxed()
@@ -548,13 +670,18 @@ impl Analyses {
             Precondition::None => Precondition::Exists(true),
             p => p,
         };
-        let result = self.store.commit(vec![Write::delete(path).precondition(precondition)]).await;
+        let result = self
+            .store
+            .commit(vec![Write::delete(path).precondition(precondition)])
+            .await;
         self.invalidate(uid);
         match result {
             Err(store::StoreError::FailedPrecondition(_)) => {
                 // A stale ETag on an existing doc is 412; on a missing doc, 404.
                 self.get(uid, id).await?;
-                Err(AppError::PreconditionFailed("the analysis was changed by another request".into()))
+                Err(AppError::PreconditionFailed(
+                    "the analysis was changed by another request".into(),
+                ))
             }
             other => Ok(other?),
         }
@@ -603,7 +730,13 @@ impl Analyses {
             .to_zoned(jiff::tz::TimeZone::UTC)
             .map_err(AppError::internal)?
             .timestamp();
-        let q = history_query(&users::Users::path(uid)?, &HistoryFilter { since: Some(since), ..Default::default() });
+        let q = history_query(
+            &users::Users::path(uid)?,
+            &HistoryFilter {
+                since: Some(since),
+                ..Default::default()
+            },
+        );
         let docs = self.store.query(&q).await?;
         let mut t = Trends {
             days,
@@ -621,7 +754,13 @@ impl Analyses {
             t.total += 1;
             *t.by_status.entry(a.metadata.status.as_str().into()).or_default() += 1;
             *t.by_persona.entry(a.input.persona.clone()).or_default() += 1;
-            let day = a.metadata.created_at.0.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+            let day = a
+                .metadata
+                .created_at
+                .0
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date()
+                .to_string();
             *per_day.entry(day).or_default() += 1;
             if let Some(r) = &a.results {
                 conf += r.confidence;
@@ -655,7 +794,9 @@ impl Analyses {
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
                 let a: Analysis = doc.decode()?;
-                if let (true, Some(token), Some(at)) = (a.sharing.is_public, a.sharing.share_token, a.sharing.shared_at) {
+                if let (true, Some(token), Some(at)) =
+                    (a.sharing.is_public, a.sharing.share_token, a.sharing.shared_at)
+                {
                     return Ok(TxOutcome::new(Vec::new(), (token, at)));
                 }
                 let token = new_share_token();
@@ -667,7 +808,8 @@ impl Analyses {
                 };
                 let mut fields = Fields::new();
                 fields.insert("sharing".into(), value::from_serialize(&sharing));
-                let w = Write::update(path, fields, vec!["sharing".into()]).precondition(Precondition::UpdateTime(doc.update_time));
+                let w = Write::update(path, fields, vec!["sharing".into()])
+                    .precondition(Precondition::UpdateTime(doc.update_time));
                 Ok::<_, AppError>(TxOutcome::new(vec![w], (token, at)))
             }
             .boxed()
@@ -682,14 +824,22 @@ impl Analyses {
         let path = path_or_404(uid, id)?;
         let mut fields = Fields::new();
         fields.insert("sharing".into(), value::from_serialize(&Sharing::default()));
-        let result = self.store.commit(vec![Write::update(path, fields, vec!["sharing".into()])]).await;
+        let result = self
+            .store
+            .commit(vec![Write::update(path, fields, vec!["sharing".into()])])
+            .await;
         self.invalidate(uid);
         Ok(result?)
     }
 
     /// The public view of a shared analysis (no owner data). Unknown or revoked: 404.
     pub async fn shared(&self, token: &str) -> AppResult<Analysis> {
-        if token.len() < 20 || token.len() > 100 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if token.len() < 20
+            || token.len() > 100
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(AppError::NotFound);
         }
         let docs = self.store.query(&share_query(token)).await?;
@@ -740,7 +890,12 @@ fn check_quota(profile: &Profile, now: jiff::Timestamp, analyses: i64, copies: i
 }
 
 /// The user-document write for new usage: the period's counters, lifetime totals.
-fn usage_write(user_path: DocPath, usage: &Usage, copies: i64, analysis_at: Option<jiff::Timestamp>) -> AppResult<Write> {
+fn usage_write(
+    user_path: DocPath,
+    usage: &Usage,
+    copies: i64,
+    analysis_at: Option<jiff::Timestamp>,
+) -> AppResult<Write> {
     let mut fields = Fields::new();
     fields.insert("usage".into(), value::from_serialize(usage));
     let mut mask = vec!["usage".to_owned()];

@@ -41,5 +41,8 @@ pub fn record(
         request_id: request_id.to_owned(),
         details,
     };
-    Ok(Write::create(DocPath::root(COLLECTION, &id)?, store::encode(&rec)?))
+    Ok(Write::create(
+        DocPath::root(COLLECTION, &id)?,
+        store::encode(&rec)?,
+    ))
 }

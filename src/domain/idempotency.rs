@@ -67,7 +67,9 @@ pub fn request_hash(body: &serde_json::Value) -> String {
 
 /// `principal` is the uid, or `uid/keyId` for an API key: keys are per principal.
 pub fn record_path(uid: &str, principal: &str, endpoint: &str, key: &str) -> AppResult<DocPath> {
-    let id = hex::encode(Sha256::digest(format!("{principal}\n{endpoint}\n{key}").as_bytes()));
+    let id = hex::encode(Sha256::digest(
+        format!("{principal}\n{endpoint}\n{key}").as_bytes(),
+    ));
     Ok(DocPath::root(crate::domain::users::COLLECTION, uid)?.child(COLLECTION, &id)?)
 }
 
@@ -114,7 +116,9 @@ pub async fn claim(store: &dyn Store, path: DocPath, endpoint: &str, hash: &str)
             Err(e) => return Err(e.into()),
         }
     }
-    Err(AppError::Conflict("a request with this Idempotency-Key is still in progress".into()))
+    Err(AppError::Conflict(
+        "a request with this Idempotency-Key is still in progress".into(),
+    ))
 }
 
 /// Records the response of a claimed request.

@@ -52,7 +52,9 @@ pub async fn run(store: &dyn Store) -> AppResult<Vec<i64>> {
                     .collect();
                 let writes: Vec<Write> = writes
                     .into_iter()
-                    .filter(|w| !(w.precondition == store::Precondition::Exists(false) && present.contains(&w.path)))
+                    .filter(|w| {
+                        !(w.precondition == store::Precondition::Exists(false) && present.contains(&w.path))
+                    })
                     .collect();
                 let versions = applied_versions(current.as_ref());
                 if versions.contains(&version) {
@@ -65,11 +67,19 @@ pub async fn run(store: &dyn Store) -> AppResult<Vec<i64>> {
                     "versions".into(),
                     value::array(all_versions.iter().map(|v| value::int(*v)).collect()),
                 );
-                value::set_path(&mut fields, &format!("applied.v{version}.name"), value::string(name));
+                value::set_path(
+                    &mut fields,
+                    &format!("applied.v{version}.name"),
+                    value::string(name),
+                );
                 let mut out = writes;
                 out.push(
-                    Write::merge(schema, fields, vec!["versions".into(), format!("applied.v{version}.name")])
-                        .server_time(&format!("applied.v{version}.at")),
+                    Write::merge(
+                        schema,
+                        fields,
+                        vec!["versions".into(), format!("applied.v{version}.name")],
+                    )
+                    .server_time(&format!("applied.v{version}.at")),
                 );
                 Ok(TxOutcome::new(out, true))
             }
@@ -115,7 +125,9 @@ fn initial_system_docs() -> AppResult<Vec<Write>> {
         "features": { "sharing": true, "copyGeneration": true },
         "announcement": null,
     });
-    let to_fields = |j: serde_json::Value| -> Fields { value::as_map(&value::from_json(&j)).cloned().unwrap_or_default() };
+    let to_fields = |j: serde_json::Value| -> Fields {
+        value::as_map(&value::from_json(&j)).cloned().unwrap_or_default()
+    };
     Ok(vec![
         Write::set(DocPath::root(SYSTEM, TEMPLATES_DOC)?, to_fields(templates)),
         // Only if absent: an admin may already have changed the config.

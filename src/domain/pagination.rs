@@ -30,7 +30,9 @@ impl PageRequest {
     pub fn new(limit: Option<u32>, cursor: Option<String>) -> AppResult<Self> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(AppError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+            return Err(AppError::BadRequest(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
         }
         Ok(Self {
             limit,
@@ -114,7 +116,8 @@ impl CursorCodec {
     }
 
     pub fn decode(&self, binding: &str, token: &str) -> AppResult<Cursor> {
-        let invalid = || AppError::InvalidCursor("the cursor is invalid or does not belong to this query".into());
+        let invalid =
+            || AppError::InvalidCursor("the cursor is invalid or does not belong to this query".into());
         if token.len() > 4096 {
             return Err(invalid());
         }
@@ -143,11 +146,17 @@ impl CursorCodec {
         page: &PageRequest,
         binding: &str,
     ) -> AppResult<(Vec<Doc>, Option<String>)> {
-        let after = page.cursor.as_deref().map(|c| self.decode(binding, c)).transpose()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| self.decode(binding, c))
+            .transpose()?;
         if let Some(c) = &after
             && c.values.len() != query.order_by.len()
         {
-            return Err(AppError::InvalidCursor("the cursor does not belong to this query".into()));
+            return Err(AppError::InvalidCursor(
+                "the cursor does not belong to this query".into(),
+            ));
         }
         let query = query.after(after).limit(page.limit + 1);
         let mut docs = store.query(&query).await?;
@@ -179,7 +188,10 @@ fn from_wire(w: WireValue) -> Value {
         WireValue::I(i) => value::int(i),
         WireValue::D(d) => value::double(d),
         WireValue::T(seconds, nanos) => Value {
-            value_type: Some(ValueType::TimestampValue(store::value::ProtoTimestamp { seconds, nanos })),
+            value_type: Some(ValueType::TimestampValue(store::value::ProtoTimestamp {
+                seconds,
+                nanos,
+            })),
         },
         WireValue::S(s) => value::string(s),
     }
@@ -219,7 +231,10 @@ mod tests {
         bytes[5] ^= 1;
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(&bytes));
         for bad in [forged.as_str(), "", "abc", "a.b", &token[1..]] {
-            assert!(matches!(codec.decode("b", bad), Err(AppError::InvalidCursor(_))), "{bad}");
+            assert!(
+                matches!(codec.decode("b", bad), Err(AppError::InvalidCursor(_))),
+                "{bad}"
+            );
         }
     }
 

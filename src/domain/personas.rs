@@ -16,7 +16,9 @@ use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
-use crate::store::{self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value};
+use crate::store::{
+    self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value,
+};
 
 pub const COLLECTION: &str = "personas";
 pub const MAX_PER_USER: usize = 100;
@@ -217,7 +219,10 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
         ("personas: recent", list_query(&u, Sort::Recent)),
         ("personas: most used", list_query(&u, Sort::MostUsed)),
         ("personas: current default", defaults_query(&u)),
-        ("personas: all (cap check)", Query::collection(Some(&u), COLLECTION)),
+        (
+            "personas: all (cap check)",
+            Query::collection(Some(&u), COLLECTION),
+        ),
     ]
 }
 
@@ -282,7 +287,13 @@ impl Personas {
         let path = user.child(COLLECTION, &id)?;
         let new = Arc::new(new);
         let result = store::run_transaction(self.store.as_ref(), |tx| {
-            let (user, path, new, id, uid) = (user.clone(), path.clone(), new.clone(), id.clone(), uid.to_owned());
+            let (user, path, new, id, uid) = (
+                user.clone(),
+                path.clone(),
+                new.clone(),
+                id.clone(),
+                uid.to_owned(),
+            );
             async move {
                 // Reading every persona (≤ 100) makes the cap exact under concurrency.
                 let existing = tx.query(&Query::collection(Some(&user), COLLECTION)).await?;
@@ -324,7 +335,11 @@ impl Personas {
     }
 
     pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Persona>> {
-        let doc = self.store.get(&path_or_404(uid, id)?).await?.ok_or(AppError::NotFound)?;
+        let doc = self
+            .store
+            .get(&path_or_404(uid, id)?)
+            .await?
+            .ok_or(AppError::NotFound)?;
         decode(&doc)
     }
 
@@ -341,14 +356,23 @@ impl Personas {
         let q = list_query(&users::Users::path(uid)?, sort);
         let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
         let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
-        let out = Arc::new(Page { items, next_cursor: next });
+        let out = Arc::new(Page {
+            items,
+            next_cursor: next,
+        });
         if page.is_first() {
             self.lists.insert(key, out.clone()).await;
         }
         Ok(out)
     }
 
-    pub async fn patch(&self, uid: &str, id: &str, patch: PersonaPatch, if_match: Precondition) -> AppResult<Versioned<Persona>> {
+    pub async fn patch(
+        &self,
+        uid: &str,
+        id: &str,
+        patch: PersonaPatch,
+        if_match: Precondition,
+    ) -> AppResult<Versioned<Persona>> {
         let path = path_or_404(uid, id)?;
         let user = users::Users::path(uid)?;
         let patch = Arc::new(patch);
@@ -359,7 +383,9 @@ impl Personas {
                 if let Precondition::UpdateTime(v) = if_match
                     && v != doc.update_time
                 {
-                    return Err(AppError::PreconditionFailed("the persona was changed by another request".into()));
+                    return Err(AppError::PreconditionFailed(
+                        "the persona was changed by another request".into(),
+                    ));
                 }
                 let now = value::now();
                 let mut fields = Fields::new();
@@ -386,7 +412,9 @@ impl Personas {
                         writes.extend(clear_defaults(&defaults, &path, now));
                     }
                 }
-                writes.push(Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)));
+                writes.push(
+                    Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
+                );
                 Ok(TxOutcome::new(writes, ()))
             }
             .boxed()
@@ -403,12 +431,17 @@ impl Personas {
             Precondition::None => Precondition::Exists(true),
             p => p,
         };
-        let result = self.store.commit(vec![Write::delete(path).precondition(precondition)]).await;
+        let result = self
+            .store
+            .commit(vec![Write::delete(path).precondition(precondition)])
+            .await;
         self.invalidate(uid);
         match result {
             Err(store::StoreError::FailedPrecondition(_)) => {
                 self.get(uid, id).await?;
-                Err(AppError::PreconditionFailed("the persona was changed by another request".into()))
+                Err(AppError::PreconditionFailed(
+                    "the persona was changed by another request".into(),
+                ))
             }
             other => Ok(other?),
         }

@@ -12,7 +12,11 @@ pub enum RequiredIndex {
     Automatic,
     /// A collection-group query on one field: needs a field override with
     /// `COLLECTION_GROUP` scope.
-    GroupFieldOverride { collection: String, field: String, direction: Direction },
+    GroupFieldOverride {
+        collection: String,
+        field: String,
+        direction: Direction,
+    },
     /// A composite index, fields in order.
     Composite {
         collection: String,
@@ -36,7 +40,10 @@ pub fn required_index(q: &Query) -> RequiredIndex {
     let mut fields: Vec<(String, Direction)> = eq.iter().map(|f| ((*f).to_owned(), Direction::Asc)).collect();
     let mut order = q.order_by.clone();
     if order.is_empty()
-        && let Some(range) = q.filters.iter().find(|f| !matches!(f.op, Op::Eq | Op::In | Op::ArrayContains))
+        && let Some(range) = q
+            .filters
+            .iter()
+            .find(|f| !matches!(f.op, Op::Eq | Op::In | Op::ArrayContains))
     {
         order.push((range.field.clone(), Direction::Asc));
     }

@@ -270,7 +270,8 @@ fn image_url(s: &str) -> Result<(), validator::ValidationError> {
     if ok {
         Ok(())
     } else {
-        Err(validator::ValidationError::new("url").with_message("must be an http(s) URL of at most 2048 characters".into()))
+        Err(validator::ValidationError::new("url")
+            .with_message("must be an http(s) URL of at most 2048 characters".into()))
     }
 }
 
@@ -403,21 +404,33 @@ impl Users {
         })
     }
 
-    /// Moves `lastLoginAt` to a newer sign-in (never backwards, even when racing).
+    /// Moves `lastLoginAt` to a newer sign-in (never backwards, even when racing:
+    /// Firestore's `maximum` transform is numeric only, hence a transaction).
     async fn record_login(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
         let path = Self::path(&sign_in.uid)?;
         let at = jiff::Timestamp::from_second(sign_in.auth_time).map_err(AppError::internal)?;
-        self.store
-            .commit(vec![
-                Write::update(path, Fields::new(), Vec::new()).maximum("lastLoginAt", value::timestamp(at)),
-            ])
-            .await?;
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let path = path.clone();
+            async move {
+                let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
+                let current = doc.field("lastLoginAt").and_then(value::as_timestamp);
+                if current.is_some_and(|c| c >= at) {
+                    return Ok(TxOutcome::new(Vec::new(), ()));
+                }
+                let mut fields = Fields::new();
+                fields.insert("lastLoginAt".into(), value::timestamp(at));
+                let w = Write::update(path, fields, vec!["lastLoginAt".into()])
+                    .precondition(store::Precondition::UpdateTime(doc.update_time));
+                Ok::<_, AppError>(TxOutcome::new(vec![w], ()))
+            }
+            .boxed()
+        })
+        .await;
         self.invalidate(&sign_in.uid).await;
-        let p = self.get(&sign_in.uid).await?.ok_or(AppError::NotFound)?;
-        Ok(p)
+        result?;
+        self.get(&sign_in.uid).await?.ok_or(AppError::NotFound)
     }
 
-    /// Applies a `PATCH /v1/me`, audited with the changed field names (never values).
     /// `if_match`: the version the client last saw (412 if it moved on).
     pub async fn patch(
         &self,
@@ -437,7 +450,11 @@ impl Users {
             put("name", value::string(name.clone()));
         }
         if let Some(img) = &patch.profile_image {
-            put("profileImage", img.as_ref().map_or_else(value::null, |s| value::string(s.clone())));
+            put(
+                "profileImage",
+                img.as_ref()
+                    .map_or_else(value::null, |s| value::string(s.clone())),
+            );
         }
         if let Some(p) = &patch.preferences {
             if let Some(dp) = &p.default_persona {
@@ -475,7 +492,9 @@ impl Users {
         } else if let store::Precondition::UpdateTime(v) = if_match {
             let current = self.get(uid).await?.ok_or(AppError::NotFound)?;
             if current.version != v {
-                return Err(AppError::PreconditionFailed("the profile was changed by another request".into()));
+                return Err(AppError::PreconditionFailed(
+                    "the profile was changed by another request".into(),
+                ));
             }
         }
         self.get(uid).await?.ok_or(AppError::NotFound)
@@ -517,7 +536,11 @@ fn missing_fields(existing: &Fields, defaults: &Fields) -> Vec<String> {
 
 fn collect_missing(existing: &Fields, defaults: &Fields, prefix: &str, out: &mut Vec<String>) {
     for (k, dv) in defaults {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match existing.get(k) {
             None => out.push(path),
             Some(ev) => {

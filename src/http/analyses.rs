@@ -20,8 +20,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/analyses").get(list_analyses).post(create))
         .service(web::resource("/v1/analyses/batch-get").post(batch_get))
         .service(web::resource("/v1/analyses/trends").get(trends))
-        .service(web::resource("/v1/analyses/{id}").get(get).patch(complete).delete(delete))
-        .service(web::resource("/v1/analyses/{id}/share").post(share).delete(unshare))
+        .service(
+            web::resource("/v1/analyses/{id}")
+                .get(get)
+                .patch(complete)
+                .delete(delete),
+        )
+        .service(
+            web::resource("/v1/analyses/{id}/share")
+                .post(share)
+                .delete(unshare),
+        )
         .service(web::resource("/v1/shared/analyses/{token}").get(shared));
 }
 
@@ -44,12 +53,19 @@ pub async fn create(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
     let new = body.0;
-    idempotent(&state, &req, &principal.uid, &principal.idempotency_scope(), &new, async {
-        let v = state.analyses.create(&principal.uid, new.clone()).await?;
-        Ok(Created::new(StatusCode::CREATED, &v.item)?
-            .location(format!("/v1/analyses/{}", v.item.analysis_id))
-            .etag(etag::of(v.version)))
-    })
+    idempotent(
+        &state,
+        &req,
+        &principal.uid,
+        &principal.idempotency_scope(),
+        &new,
+        async {
+            let v = state.analyses.create(&principal.uid, new.clone()).await?;
+            Ok(Created::new(StatusCode::CREATED, &v.item)?
+                .location(format!("/v1/analyses/{}", v.item.analysis_id))
+                .etag(etag::of(v.version)))
+        },
+    )
     .await
 }
 
@@ -84,7 +100,11 @@ pub async fn list_analyses(
         persona: q.persona.filter(|p| !p.is_empty()),
         status: q
             .status
-            .map(|s| Status::parse(&s).ok_or_else(|| AppError::BadRequest("status must be processing, completed or failed".into())))
+            .map(|s| {
+                Status::parse(&s).ok_or_else(|| {
+                    AppError::BadRequest("status must be processing, completed or failed".into())
+                })
+            })
             .transpose()?,
         since: list::timestamp_param("since", q.since.as_deref())?,
         until: list::timestamp_param("until", q.until.as_deref())?,
@@ -97,7 +117,11 @@ pub async fn list_analyses(
 /// One analysis.
 #[utoipa::path(get, path = "/v1/analyses/{id}", tag = "analyses",
     responses((status = 200, body = Analysis), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn get(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesRead)?;
     Ok(one(&state.analyses.get(&principal.uid, &id).await?))
 }
@@ -115,7 +139,10 @@ pub async fn complete(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
     let if_match = etag::if_match(&req)?;
-    Ok(one(&state.analyses.complete(&principal.uid, &id, body.0, if_match).await?))
+    Ok(one(&state
+        .analyses
+        .complete(&principal.uid, &id, body.0, if_match)
+        .await?))
 }
 
 /// Delete an analysis (its share link stops working).
@@ -128,7 +155,10 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
-    state.analyses.delete(&principal.uid, &id, etag::if_match(&req)?).await?;
+    state
+        .analyses
+        .delete(&principal.uid, &id, etag::if_match(&req)?)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -202,7 +232,11 @@ pub async fn share(
 /// Revoke the share link: the old token stops working at once.
 #[utoipa::path(delete, path = "/v1/analyses/{id}/share", tag = "analyses",
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn unshare(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn unshare(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
     state.analyses.unshare(&principal.uid, &id).await?;
     Ok(HttpResponse::NoContent().finish())

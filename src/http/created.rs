@@ -40,7 +40,13 @@ impl Created {
         self
     }
 
-    fn respond(status: u16, body: String, location: Option<&str>, etag: Option<&str>, replayed: bool) -> HttpResponse {
+    fn respond(
+        status: u16,
+        body: String,
+        location: Option<&str>,
+        etag: Option<&str>,
+        replayed: bool,
+    ) -> HttpResponse {
         let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
         res.content_type("application/json");
         if let Some(l) = location {

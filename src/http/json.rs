@@ -56,11 +56,10 @@ fn read_json_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> impl Future<Output = Result<web::Bytes, AppError>> + use<> {
-    let is_json = req
-        .mime_type()
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json"));
+    let is_json =
+        req.mime_type().ok().flatten().is_some_and(|m| {
+            m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json")
+        });
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -78,7 +77,8 @@ fn read_json_body(
         }
         let mut body = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| AppError::BadRequest(format!("could not read the request body: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| AppError::BadRequest(format!("could not read the request body: {e}")))?;
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(AppError::PayloadTooLarge);
             }
@@ -90,6 +90,9 @@ fn read_json_body(
 
 /// Deserializes strictly: syntax errors are 400, shape errors 422 with the field's path.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    // Syntax first, so a truncated body is a 400 even where its prefix already has the wrong shape.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -100,7 +103,8 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
         }
     })?;
     // Trailing data after the value is a syntax error too.
-    de.end().map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))?;
+    de.end()
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))?;
     Ok(value)
 }
 
@@ -108,7 +112,11 @@ fn shape_error(path: &str, err: &serde_json::Error) -> FieldError {
     let msg = err.to_string();
     // serde_json appends " at line L column C": not useful to API clients.
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-    let field = if path == "." { String::new() } else { path.to_owned() };
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or_default();
         let field = if field.is_empty() || field.ends_with(name) {
@@ -120,10 +128,18 @@ fn shape_error(path: &str, err: &serde_json::Error) -> FieldError {
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or_default();
-        let field = if field.is_empty() { name.to_owned() } else { format!("{field}.{name}") };
+        let field = if field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
         return FieldError::new(field, "required", format!("`{name}` is required"));
     }
-    let code = if msg.starts_with("invalid type: null") { "required" } else { "type" };
+    let code = if msg.starts_with("invalid type: null") {
+        "required"
+    } else {
+        "type"
+    };
     FieldError::new(field, code, msg)
 }
 
@@ -137,7 +153,11 @@ pub fn flatten(errors: &ValidationErrors) -> Vec<FieldError> {
 
 fn walk(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
     for (name, kind) in errors.errors() {
-        let name = camel(name);
+        let name = if name == "__all__" {
+            name.to_string()
+        } else {
+            camel(name)
+        };
         let path = if name == "__all__" {
             prefix.to_owned()
         } else if prefix.is_empty() {
@@ -243,13 +263,21 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_bad_requests() {
-        assert!(matches!(err_of::<Outer>("{\"displayName\": "), AppError::BadRequest(_)));
-        assert!(matches!(err_of::<Outer>(r#"{"displayName":"a","items":[]} {}"#), AppError::BadRequest(_)));
+        assert!(matches!(
+            err_of::<Outer>("{\"displayName\": "),
+            AppError::BadRequest(_)
+        ));
+        assert!(matches!(
+            err_of::<Outer>(r#"{"displayName":"a","items":[]} {}"#),
+            AppError::BadRequest(_)
+        ));
     }
 
     #[test]
     fn shape_errors_name_the_field() {
-        let f = fields(err_of::<Outer>(r#"{"displayName":"a","items":[{"score":1,"bogus":2}]}"#));
+        let f = fields(err_of::<Outer>(
+            r#"{"displayName":"a","items":[{"score":1,"bogus":2}]}"#,
+        ));
         assert_eq!(f, vec![("items[0].bogus".into(), "unknown_field".into())]);
         let f = fields(err_of::<Outer>(r#"{"displayName":"a","items":[{"score":"x"}]}"#));
         assert_eq!(f, vec![("items[0].score".into(), "type".into())]);
@@ -263,7 +291,9 @@ mod tests {
 
     #[test]
     fn rule_errors_use_api_paths_and_count_characters() {
-        let f = fields(err_of::<Outer>(r#"{"displayName":"ééé","items":[{"score":1},{"score":101}]}"#));
+        let f = fields(err_of::<Outer>(
+            r#"{"displayName":"ééé","items":[{"score":1},{"score":101}]}"#,
+        ));
         assert_eq!(f, vec![("items[1].score".into(), "range".into())]);
         let f = fields(err_of::<Outer>(r#"{"displayName":"abcd","items":[]}"#));
         assert_eq!(f, vec![("displayName".into(), "length".into())]);

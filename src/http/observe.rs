@@ -50,7 +50,10 @@ pub async fn middleware(
         let decision = r.request().extensions().get::<Decision>().cloned();
         if let Some(d) = decision {
             let h = r.headers_mut();
-            if let (Ok(p), Ok(l)) = (HeaderValue::from_str(&d.policy_header()), HeaderValue::from_str(&d.limit_header())) {
+            if let (Ok(p), Ok(l)) = (
+                HeaderValue::from_str(&d.policy_header()),
+                HeaderValue::from_str(&d.limit_header()),
+            ) {
                 h.insert(HeaderName::from_static("ratelimit-policy"), p);
                 h.insert(HeaderName::from_static("ratelimit"), l);
             }
@@ -64,7 +67,11 @@ pub async fn middleware(
         m.observe_http(&route, &method, status, started);
     }
     span.in_scope(|| {
-        tracing::info!(status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request completed");
+        tracing::info!(
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request completed"
+        );
     });
     res
 }

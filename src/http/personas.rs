@@ -18,7 +18,12 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/personas").get(list_personas).post(create))
         .service(web::resource("/v1/personas/templates").get(templates))
-        .service(web::resource("/v1/personas/{id}").get(get).patch(patch).delete(delete));
+        .service(
+            web::resource("/v1/personas/{id}")
+                .get(get)
+                .patch(patch)
+                .delete(delete),
+        );
 }
 
 fn one(v: &Versioned<Persona>) -> HttpResponse {
@@ -38,12 +43,19 @@ pub async fn create(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasWrite)?;
     let new = body.0;
-    idempotent(&state, &req, &principal.uid, &principal.idempotency_scope(), &new, async {
-        let v = state.personas.create(&principal.uid, new.clone()).await?;
-        Ok(Created::new(StatusCode::CREATED, &v.item)?
-            .location(format!("/v1/personas/{}", v.item.persona_id))
-            .etag(etag::of(v.version)))
-    })
+    idempotent(
+        &state,
+        &req,
+        &principal.uid,
+        &principal.idempotency_scope(),
+        &new,
+        async {
+            let v = state.personas.create(&principal.uid, new.clone()).await?;
+            Ok(Created::new(StatusCode::CREATED, &v.item)?
+                .location(format!("/v1/personas/{}", v.item.persona_id))
+                .etag(etag::of(v.version)))
+        },
+    )
     .await
 }
 
@@ -69,7 +81,9 @@ pub async fn list_personas(
     let q = q.into_inner();
     let sort = Sort::parse(q.sort.as_deref())?;
     let page = PageRequest::new(q.limit, q.cursor)?;
-    Ok(list::page_response(&*state.personas.list(&principal.uid, sort, &page).await?))
+    Ok(list::page_response(
+        &*state.personas.list(&principal.uid, sort, &page).await?,
+    ))
 }
 
 /// The built-in persona templates.
@@ -82,7 +96,11 @@ pub async fn templates(state: web::Data<AppState>, principal: Principal) -> AppR
 
 #[utoipa::path(get, path = "/v1/personas/{id}", tag = "personas",
     responses((status = 200, body = Persona), (status = 404, body = Problem)), security(("bearer" = [])))]
-pub async fn get(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> AppResult<HttpResponse> {
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasRead)?;
     Ok(one(&state.personas.get(&principal.uid, &id).await?))
 }
@@ -100,7 +118,10 @@ pub async fn patch(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasWrite)?;
     let if_match = etag::if_match(&req)?;
-    Ok(one(&state.personas.patch(&principal.uid, &id, body.0, if_match).await?))
+    Ok(one(&state
+        .personas
+        .patch(&principal.uid, &id, body.0, if_match)
+        .await?))
 }
 
 #[utoipa::path(delete, path = "/v1/personas/{id}", tag = "personas",
@@ -112,6 +133,9 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasWrite)?;
-    state.personas.delete(&principal.uid, &id, etag::if_match(&req)?).await?;
+    state
+        .personas
+        .delete(&principal.uid, &id, etag::if_match(&req)?)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

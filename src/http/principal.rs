@@ -121,7 +121,9 @@ impl FromRequest for Principal {
             req.extensions_mut().insert(decision);
             if !allowed {
                 state.metrics.rate_limited.with_label_values(&["default"]).inc();
-                return Err(AppError::RateLimited { retry_after_secs: retry });
+                return Err(AppError::RateLimited {
+                    retry_after_secs: retry,
+                });
             }
             req.extensions_mut().insert(principal.clone());
             Ok(principal)
@@ -135,11 +137,13 @@ fn credential(req: &HttpRequest) -> AppResult<&str> {
         let v = v
             .to_str()
             .map_err(|_| AppError::Unauthenticated("malformed Authorization header".into()))?;
-        let (scheme, token) = v
-            .split_once(' ')
-            .ok_or_else(|| AppError::Unauthenticated("expected `Authorization: Bearer <credential>`".into()))?;
+        let (scheme, token) = v.split_once(' ').ok_or_else(|| {
+            AppError::Unauthenticated("expected `Authorization: Bearer <credential>`".into())
+        })?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AppError::Unauthenticated("expected `Authorization: Bearer <credential>`".into()));
+            return Err(AppError::Unauthenticated(
+                "expected `Authorization: Bearer <credential>`".into(),
+            ));
         }
         return Ok(token.trim());
     }
@@ -154,7 +158,9 @@ fn credential(req: &HttpRequest) -> AppResult<&str> {
 async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principal> {
     let token = credential(req)?;
     if token.starts_with("ffk_") {
-        return Err(AppError::Unauthenticated("API keys are not accepted here yet".into()));
+        return Err(AppError::Unauthenticated(
+            "API keys are not accepted here yet".into(),
+        ));
     }
     let claims = state.verifier.verify(token).await?;
     let provider = claims

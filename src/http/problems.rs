@@ -12,7 +12,9 @@ use crate::error::AppError;
 /// Rewrites bare 404/405 responses produced by routing into problem+json.
 pub fn error_handlers<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new()
-        .handler(actix_web::http::StatusCode::NOT_FOUND, |res| rewrite(res, AppError::NotFound))
+        .handler(actix_web::http::StatusCode::NOT_FOUND, |res| {
+            rewrite(res, AppError::NotFound)
+        })
         .handler(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, |res| {
             rewrite(res, AppError::MethodNotAllowed)
         })
@@ -27,7 +29,9 @@ fn rewrite<B: 'static>(res: ServiceResponse<B>, err: AppError) -> actix_web::Res
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let (req, _) = res.into_parts();
-    let new = err.error_response().map_body(|_, b| EitherBody::<B, BoxBody>::right(b));
+    let new = err
+        .error_response()
+        .map_body(|_, b| EitherBody::<B, BoxBody>::right(b));
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, new)))
 }
 

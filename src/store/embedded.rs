@@ -51,9 +51,9 @@ impl State {
     }
 
     /// Collections whose path starts with `prefix`.
-    fn collections_under<'a, 'p>(
+    fn collections_under<'a>(
         &'a self,
-        prefix: &'p str,
+        prefix: &str,
     ) -> impl Iterator<Item = (&'a String, &'a BTreeMap<String, Doc>)> {
         self.collections
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))

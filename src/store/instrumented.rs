@@ -50,7 +50,8 @@ impl Store for Instrumented {
         self.timed("commit", self.inner.commit(writes)).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
-        self.timed("list_collection_ids", self.inner.list_collection_ids(parent)).await
+        self.timed("list_collection_ids", self.inner.list_collection_ids(parent))
+            .await
     }
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
         self.timed("descendants", self.inner.descendants(parent)).await

@@ -9,8 +9,8 @@
 
 pub mod embedded;
 pub mod firestore;
-pub mod lazy;
 pub mod instrumented;
+pub mod lazy;
 
 mod path;
 pub mod value;

@@ -5,8 +5,8 @@ use std::cmp::Ordering;
 
 pub use ::firestore::gcloud_sdk::google::firestore::v1::value::ValueType;
 use ::firestore::gcloud_sdk::google::firestore::v1::{ArrayValue, Document, MapValue};
-pub use ::firestore::gcloud_sdk::prost_types::Timestamp as ProtoTimestamp;
 use ::firestore::gcloud_sdk::prost_types;
+pub use ::firestore::gcloud_sdk::prost_types::Timestamp as ProtoTimestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -109,12 +109,13 @@ async fn lifecycle(app: TestApp) {
     assert_eq!(me["metadata"]["totalAnalyses"], 1);
     assert_eq!(me["usage"]["analyses"], 1);
 }
-crate::both_backends!(lifecycle, lifecycle);
+crate::both_backends!(lifecycle);
 
 async fn validates_every_field(app: TestApp) {
     let token = app.token("val");
     let base = new_analysis("completed", "P");
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|b| b["input"]["offerDetails"] = json!("short")),
             "input.offerDetails",
@@ -256,7 +257,7 @@ async fn validates_every_field(app: TestApp) {
     let list = json_of(app.get("/v1/analyses", &token).await, 200).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
-crate::both_backends!(validates_every_field, validates_every_field);
+crate::both_backends!(validates_every_field);
 
 async fn quota_is_exact_under_concurrency(app: TestApp) {
     let token = app.token("quota");
@@ -282,7 +283,7 @@ async fn quota_is_exact_under_concurrency(app: TestApp) {
     let list = json_of(app.get("/v1/analyses?limit=100", &token).await, 200).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 10);
 }
-crate::both_backends!(quota_is_exact_under_concurrency, quota_is_exact_under_concurrency);
+crate::both_backends!(quota_is_exact_under_concurrency);
 
 async fn copy_generation_quota(app: TestApp) {
     let token = app.token("copy");
@@ -311,7 +312,7 @@ async fn copy_generation_quota(app: TestApp) {
     // Without sample copy it is fine.
     create(&app, &token, &new_analysis("completed", "P")).await;
 }
-crate::both_backends!(copy_generation_quota, copy_generation_quota);
+crate::both_backends!(copy_generation_quota);
 
 async fn history_pages_walk_every_item_once(app: TestApp) {
     let token = app.token("walker");
@@ -376,7 +377,7 @@ async fn history_pages(app: TestApp) {
     app.state.users.invalidate("walker").await;
     history_pages_walk_every_item_once(app).await;
 }
-crate::both_backends!(history_pages, history_pages);
+crate::both_backends!(history_pages);
 
 async fn filters_and_cursor_binding(app: TestApp) {
     let token = app.token("filters");
@@ -470,7 +471,7 @@ async fn filters_and_cursor_binding(app: TestApp) {
     )
     .await;
 }
-crate::both_backends!(filters_and_cursor_binding, filters_and_cursor_binding);
+crate::both_backends!(filters_and_cursor_binding);
 
 async fn batch_get_and_trends(app: TestApp) {
     let token = app.token("batch");
@@ -547,7 +548,7 @@ async fn batch_get_and_trends(app: TestApp) {
         .await;
     }
 }
-crate::both_backends!(batch_get_and_trends, batch_get_and_trends);
+crate::both_backends!(batch_get_and_trends);
 
 async fn sharing(app: TestApp) {
     let token = app.token("sharer");
@@ -662,7 +663,7 @@ async fn sharing(app: TestApp) {
         .await;
     }
 }
-crate::both_backends!(sharing, sharing);
+crate::both_backends!(sharing);
 
 async fn tenant_isolation(app: TestApp) {
     let alice = app.token("alice");
@@ -712,7 +713,7 @@ async fn tenant_isolation(app: TestApp) {
     problem(app.get(&path, &expired).await, 401, "unauthenticated").await;
     problem(app.get(&path, "forged.token.value").await, 401, "unauthenticated").await;
 }
-crate::both_backends!(tenant_isolation, tenant_isolation);
+crate::both_backends!(tenant_isolation);
 
 async fn custom_persona_usage_is_counted(app: TestApp) {
     let token = app.token("pu");
@@ -738,7 +739,7 @@ async fn custom_persona_usage_is_counted(app: TestApp) {
     assert_eq!(p2["metadata"]["usageCount"], 2);
     assert!(p2["metadata"]["lastUsedAt"].is_string());
 }
-crate::both_backends!(custom_persona_usage_is_counted, custom_persona_usage_is_counted);
+crate::both_backends!(custom_persona_usage_is_counted);
 
 #[tokio::test]
 async fn page_fifty_costs_the_same_reads_as_page_one() {

@@ -110,7 +110,7 @@ async fn refuses_every_bad_credential(app: TestApp) {
         "a refused caller leaves no data"
     );
 }
-crate::both_backends!(refuses_every_bad_credential, refuses_every_bad_credential);
+crate::both_backends!(refuses_every_bad_credential);
 
 async fn accepts_each_supported_provider(app: TestApp) {
     for (provider, expected) in [
@@ -125,7 +125,7 @@ async fn accepts_each_supported_provider(app: TestApp) {
         assert_eq!(me["userId"], uid.as_str());
     }
 }
-crate::both_backends!(accepts_each_supported_provider, accepts_each_supported_provider);
+crate::both_backends!(accepts_each_supported_provider);
 
 #[tokio::test]
 async fn a_user_only_ever_sees_their_own_profile() {

@@ -122,7 +122,7 @@ async fn crud_and_validation(app: TestApp) {
     let list = json_of(app.get("/v1/personas", &token).await, 200).await;
     assert_eq!(list["items"], json!([]), "refused creates stored nothing");
 }
-crate::both_backends!(crud_and_validation, crud_and_validation);
+crate::both_backends!(crud_and_validation);
 
 async fn one_default_at_a_time(app: TestApp) {
     let token = app.token("def");
@@ -175,7 +175,7 @@ async fn one_default_at_a_time(app: TestApp) {
         .count();
     assert_eq!(defaults, 1);
 }
-crate::both_backends!(one_default_at_a_time, one_default_at_a_time);
+crate::both_backends!(one_default_at_a_time);
 
 async fn caps_at_one_hundred(app: TestApp) {
     let token = app.token("cap");
@@ -226,7 +226,7 @@ async fn caps_at_one_hundred(app: TestApp) {
     }
     assert_eq!(n, 100);
 }
-crate::both_backends!(caps_at_one_hundred, caps_at_one_hundred);
+crate::both_backends!(caps_at_one_hundred);
 
 async fn sorts_and_templates(app: TestApp) {
     let token = app.token("sorter");
@@ -287,7 +287,7 @@ async fn sorts_and_templates(app: TestApp) {
             .all(|i| i["name"].is_string() && i["characteristics"].is_object())
     );
 }
-crate::both_backends!(sorts_and_templates, sorts_and_templates);
+crate::both_backends!(sorts_and_templates);
 
 async fn tenant_isolation(app: TestApp) {
     let alice = app.token("alice");
@@ -309,4 +309,4 @@ async fn tenant_isolation(app: TestApp) {
     assert_eq!(json_of(app.get(&path, &alice).await, 200).await["name"], "Secret");
     problem(app.get(&path, "garbage").await, 401, "unauthenticated").await;
 }
-crate::both_backends!(tenant_isolation, tenant_isolation);
+crate::both_backends!(tenant_isolation);

@@ -25,7 +25,6 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub project_id: String,
-    pub backend: Backend,
     pub state: AppState,
 }
 
@@ -78,35 +77,27 @@ impl TestApp {
         }
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.request(Method::GET, path, Some(token))
-            .send()
-            .await
-            .expect("request")
+    // These build the request at once and return a future that borrows nothing,
+    // so tests can fire many of them concurrently.
+    pub fn get(&self, path: &str, token: &str) -> impl Future<Output = Response> + use<> {
+        send(self.request(Method::GET, path, Some(token)))
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> impl Future<Output = Response> + use<> {
+        send(self.request(Method::POST, path, Some(token)).json(body))
     }
 
-    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::PATCH, path, Some(token))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+    pub fn patch(&self, path: &str, token: &str, body: &Value) -> impl Future<Output = Response> + use<> {
+        send(self.request(Method::PATCH, path, Some(token)).json(body))
     }
 
-    pub async fn delete(&self, path: &str, token: &str) -> Response {
-        self.request(Method::DELETE, path, Some(token))
-            .send()
-            .await
-            .expect("request")
+    pub fn delete(&self, path: &str, token: &str) -> impl Future<Output = Response> + use<> {
+        send(self.request(Method::DELETE, path, Some(token)))
     }
+}
+
+async fn send(rb: RequestBuilder) -> Response {
+    rb.send().await.expect("request")
 }
 
 /// Reads a response as JSON, asserting its status (prints the body on mismatch).
@@ -148,13 +139,20 @@ pub async fn problem(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
+/// Service logs in test output only with `TEST_LOG=1`.
+pub fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        funnelflow::telemetry::init(funnelflow::config::LogFormat::Pretty, "test");
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[]).await
 }
 
 /// Starts the app with extra environment (`(name, value)`) on top of the test defaults.
 pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
-    support::init_test_logging();
+    init_test_logging();
     let project_id = support::unique_project_id("api");
     let mut vars: HashMap<String, String> = HashMap::from([
         ("PORT".into(), "0".into()),
@@ -191,16 +189,18 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
             .build()
             .expect("client"),
         project_id,
-        backend,
         state,
     }
 }
 
-/// Runs an async test body once per backend: `both_backends!(name, body_fn)`
+/// Runs the async test body `name(app)` once per backend: `both_backends!(name)`
 /// defines the tests `name::embedded` and `name::firestore`.
 #[macro_export]
 macro_rules! both_backends {
-    ($name:ident, $body:path) => {
+    ($body:ident) => {
+        $crate::both_backends!($body, $body);
+    };
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {

@@ -1,6 +1,17 @@
-//! The integration-test binary: every module runs against the embedded store
-//! and against the Firestore emulator (`FIRESTORE_EMULATOR_HOST`).
+//! The one integration-test binary. Store-touching tests run against both the
+//! embedded store and the Firestore emulator (`FIRESTORE_EMULATOR_HOST`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_analyses;
+mod api_auth;
+mod api_http;
+mod api_idempotency;
+mod api_personas;
+mod api_profile;
+mod app;
+mod binary;
+mod indexes;
+mod migrations;
+mod readiness;
 mod store_contract;
 mod support;

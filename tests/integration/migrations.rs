@@ -58,10 +58,16 @@ async fn applies_once_even_when_instances_race(store: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_migrations_apply_once() {
-    applies_once_even_when_instances_race(crate::support::embedded_store()).await;
+    applies_once_even_when_instances_race(
+        crate::support::store(crate::support::StoreBackend::Embedded, "migrations").await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firestore_migrations_apply_once() {
-    applies_once_even_when_instances_race(crate::support::firestore_store("migrations").await).await;
+    applies_once_even_when_instances_race(
+        crate::support::store(crate::support::StoreBackend::Firestore, "migrations").await,
+    )
+    .await;
 }

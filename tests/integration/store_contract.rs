@@ -37,6 +37,7 @@ contract! {
     transforms: embedded_transforms, firestore_transforms;
     concurrent_increments: embedded_concurrent_increments, firestore_concurrent_increments;
     subcollections: embedded_subcollections, firestore_subcollections;
+    descendants_of_a_large_subtree: embedded_descendants_of_a_large_subtree, firestore_descendants_of_a_large_subtree;
     queries: embedded_queries, firestore_queries;
     cursor_pages_with_ties: embedded_cursor_pages_with_ties, firestore_cursor_pages_with_ties;
     collection_group_queries: embedded_collection_group_queries, firestore_collection_group_queries;
@@ -376,6 +377,26 @@ async fn subcollections(store: Arc<dyn Store>) {
         ids(&store.query(&Query::collection(None, "users")).await.unwrap()),
         vec!["u1"]
     );
+}
+
+/// More documents than one page of the Firestore listing.
+async fn descendants_of_a_large_subtree(store: Arc<dyn Store>) {
+    let user = path("users/big");
+    let mut expected: Vec<DocPath> = (0..1_050)
+        .map(|i| user.child("analyses", &format!("a{i:04}")).unwrap())
+        .collect();
+    expected.push(path("users/big/personas/p/notes/n"));
+    let writes = expected
+        .iter()
+        .map(|p| Write::set(p.clone(), Fields::new()))
+        .chain([Write::set(path("users/bigger/analyses/x"), Fields::new())])
+        .collect();
+    store::commit_chunked(store.as_ref(), writes).await.unwrap();
+    let mut found = store.descendants(&user).await.unwrap();
+    found.sort();
+    expected.sort();
+    assert_eq!(found.len(), expected.len());
+    assert_eq!(found, expected);
 }
 
 async fn seed_items(store: &Arc<dyn Store>) {
@@ -835,4 +856,46 @@ async fn embedded_transaction_aborts_when_a_query_result_changed() {
     )])
     .await
     .unwrap();
+}
+
+#[tokio::test]
+#[ignore]
+async fn tmp_outage_probe() {
+    let started = std::time::Instant::now();
+    let down = funnelflow::store::firestore::FirestoreStore::connect(
+        "probe",
+        "(default)",
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    eprintln!(
+        "PROBE connect result after {:?}: {:?}",
+        started.elapsed(),
+        down.as_ref().err()
+    );
+    let store = loop {
+        match funnelflow::store::firestore::FirestoreStore::connect(
+            "probe",
+            "(default)",
+            std::time::Duration::from_secs(2),
+        )
+        .await
+        {
+            Ok(s) => break s,
+            Err(e) => {
+                eprintln!("PROBE connect: {e:?}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
+    for _ in 0..60 {
+        let t = std::time::Instant::now();
+        let r = store.ping().await;
+        let g = store.get(&path("a/b")).await.map(|d| d.is_some());
+        let c = store
+            .commit(vec![Write::transform(path("a/b")).increment("n", 1)])
+            .await;
+        eprintln!("PROBE {:?} ping={:?} get={:?} commit={:?}", t.elapsed(), r, g, c);
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
 }
