@@ -122,6 +122,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
             Arc::new(LazyFirestore::new(
                 &config.project_id,
                 &config.database,
+                config.emulator_host.as_deref(),
                 config.store_timeout,
             ))
         }

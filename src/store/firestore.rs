@@ -44,7 +44,14 @@ pub struct FirestoreStore {
 impl FirestoreStore {
     /// Connects (eagerly: fails with `Unavailable` when Firestore cannot be
     /// reached). The client reconnects by itself after a later outage.
-    pub async fn connect(project_id: &str, database: &str, timeout: Duration) -> StoreResult<Self> {
+    /// `emulator_host` (`host:port`) overrides where the emulator is; the
+    /// process's `FIRESTORE_EMULATOR_HOST` still decides that no credentials are used.
+    pub async fn connect(
+        project_id: &str,
+        database: &str,
+        emulator_host: Option<&str>,
+        timeout: Duration,
+    ) -> StoreResult<Self> {
         // Installed once per process; later calls fail harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let database = if database.is_empty() {
@@ -52,11 +59,12 @@ impl FirestoreStore {
         } else {
             database
         };
-        // One retry of a failed read: the worst case stays near 2 × timeout.
+        // One retry of a failed read: worst case 2 × timeout plus the crate's retry delay (≤ 1 s).
         let options = FirestoreDbOptions::new(project_id.to_owned())
             .with_database_id(database.to_owned())
             .with_max_retries(1)
-            .with_request_timeout(timeout);
+            .with_request_timeout(timeout)
+            .opt_firebase_api_url(emulator_host.map(|h| format!("http://{h}")));
         let db = tokio::time::timeout(timeout, FirestoreDb::with_options(options))
             .await
             .map_err(|_| StoreError::Unavailable("connecting to Firestore timed out".into()))?

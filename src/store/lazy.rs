@@ -13,15 +13,17 @@ use super::{Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
 pub struct LazyFirestore {
     project_id: String,
     database: String,
+    emulator_host: Option<String>,
     timeout: Duration,
     cell: OnceCell<FirestoreStore>,
 }
 
 impl LazyFirestore {
-    pub fn new(project_id: &str, database: &str, timeout: Duration) -> Self {
+    pub fn new(project_id: &str, database: &str, emulator_host: Option<&str>, timeout: Duration) -> Self {
         Self {
             project_id: project_id.to_owned(),
             database: database.to_owned(),
+            emulator_host: emulator_host.map(str::to_owned),
             timeout,
             cell: OnceCell::new(),
         }
@@ -29,7 +31,14 @@ impl LazyFirestore {
 
     async fn store(&self) -> StoreResult<&FirestoreStore> {
         self.cell
-            .get_or_try_init(|| FirestoreStore::connect(&self.project_id, &self.database, self.timeout))
+            .get_or_try_init(|| {
+                FirestoreStore::connect(
+                    &self.project_id,
+                    &self.database,
+                    self.emulator_host.as_deref(),
+                    self.timeout,
+                )
+            })
             .await
     }
 }

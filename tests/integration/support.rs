@@ -42,10 +42,14 @@ pub async fn store(backend: StoreBackend, prefix: &str) -> Arc<dyn Store> {
         StoreBackend::Embedded => Arc::new(EmbeddedStore::new()),
         StoreBackend::Firestore => {
             emulator_host();
-            let store =
-                FirestoreStore::connect(&unique_project_id(prefix), "(default)", Duration::from_secs(10))
-                    .await
-                    .expect("connect to the Firestore emulator");
+            let store = FirestoreStore::connect(
+                &unique_project_id(prefix),
+                "(default)",
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("connect to the Firestore emulator");
             Arc::new(store)
         }
     }
