@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::app::{Backend, TestApp, json_of, problem, spawn_app};
+use crate::app::{TestApp, json_of, problem};
 
 pub fn results(with_copy: bool) -> Value {
     let mut r = json!({
@@ -741,9 +741,7 @@ async fn custom_persona_usage_is_counted(app: TestApp) {
 }
 crate::both_backends!(custom_persona_usage_is_counted);
 
-#[tokio::test]
-async fn page_fifty_costs_the_same_reads_as_page_one() {
-    let app = spawn_app(Backend::Embedded).await;
+async fn page_fifty_costs_the_same_reads_as_page_one(app: TestApp) {
     let token = app.token("deep");
     json_of(app.get("/v1/me", &token).await, 200).await;
     // Seed 60 analyses directly (the quota is not what is tested here).
@@ -800,3 +798,4 @@ async fn page_fifty_costs_the_same_reads_as_page_one() {
         "one query per page, whatever its depth: {per_page:?}"
     );
 }
+crate::both_backends!(page_fifty_costs_the_same_reads_as_page_one);

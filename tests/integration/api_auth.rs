@@ -142,3 +142,66 @@ async fn a_user_only_ever_sees_their_own_profile() {
     let a2 = json_of(app.get("/v1/me", &alice).await, 200).await;
     assert_eq!(a2["name"], "User alice");
 }
+
+/// `FUNNELFLOW_AUTH=firebase` end to end: certificates fetched over HTTP from
+/// the configured URL (a local stand-in for Google's), tokens checked against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firebase_mode_verifies_against_fetched_certificates() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let cert = include_str!("../../emulator/dev-keys/dev-auth-cert.pem");
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let certs_url = format!("http://{}/certs", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let counter = counter.clone();
+        App::new().route(
+            "/certs",
+            web::get().to(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    HttpResponse::Ok()
+                        .insert_header(("cache-control", "public, max-age=3600"))
+                        .json(json!({ "dev": cert }))
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+
+    let app = crate::app::spawn_app_with(
+        Backend::Embedded,
+        &[
+            ("FUNNELFLOW_AUTH", "firebase"),
+            ("FUNNELFLOW_GOOGLE_CERTS_URL", &certs_url),
+            (
+                "FUNNELFLOW_SECRET",
+                "a-test-secret-that-is-long-enough-0123456789",
+            ),
+        ],
+    )
+    .await;
+    let me = json_of(app.get("/v1/me", &app.token("fb-user")).await, 200).await;
+    assert_eq!(me["userId"], "fb-user");
+    json_of(app.get("/v1/me", &app.token("fb-user-2")).await, 200).await;
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "certificates are cached per Cache-Control"
+    );
+    // A key id Google never published, and a token without one, are refused.
+    let claims = app.claims("fb-user");
+    let unknown =
+        funnelflow::auth::sign_claims(funnelflow::config::DEV_PRIVATE_KEY_PEM, "rotated-away", &claims)
+            .unwrap();
+    problem(me_with(&app, &unknown).await, 401, "unauthenticated").await;
+    let no_kid = funnelflow::auth::sign_claims(funnelflow::config::DEV_PRIVATE_KEY_PEM, "", &claims).unwrap();
+    problem(me_with(&app, &no_kid).await, 401, "unauthenticated").await;
+}
