@@ -14,6 +14,7 @@ use validator::{Validate, ValidationError};
 
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users::{self, Profile, Usage};
+use super::versioned::{self, Versioned};
 use super::{clock, personas};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
@@ -157,13 +158,6 @@ pub struct Analysis {
 }
 
 pub type HistoryPage = Page<Versioned<Analysis>>;
-
-/// An analysis with its version (update time): the ETag's basis.
-#[derive(Debug, Clone)]
-pub struct Versioned<T> {
-    pub item: T,
-    pub version: store::Timestamp,
-}
 
 /// `POST /v1/analyses`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
@@ -665,26 +659,10 @@ impl Analyses {
 
     /// Deletes an analysis (and so its share link). Missing: 404.
     pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
-        let path = path_or_404(uid, id)?;
-        let precondition = match if_match {
-            Precondition::None => Precondition::Exists(true),
-            p => p,
-        };
-        let result = self
-            .store
-            .commit(vec![Write::delete(path).precondition(precondition)])
-            .await;
+        let result =
+            versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "analysis").await;
         self.invalidate(uid);
-        match result {
-            Err(store::StoreError::FailedPrecondition(_)) => {
-                // A stale ETag on an existing doc is 412; on a missing doc, 404.
-                self.get(uid, id).await?;
-                Err(AppError::PreconditionFailed(
-                    "the analysis was changed by another request".into(),
-                ))
-            }
-            other => Ok(other?),
-        }
+        result
     }
 
     /// Up to 100 analyses in one round trip; ids that are not the caller's are `missing`.

@@ -11,3 +11,4 @@ pub mod pagination;
 pub mod personas;
 pub mod queries;
 pub mod users;
+pub mod versioned;

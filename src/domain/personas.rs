@@ -11,9 +11,9 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use super::analyses::Versioned;
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users;
+use super::versioned::{self, Versioned};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -426,25 +426,9 @@ impl Personas {
     }
 
     pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
-        let path = path_or_404(uid, id)?;
-        let precondition = match if_match {
-            Precondition::None => Precondition::Exists(true),
-            p => p,
-        };
-        let result = self
-            .store
-            .commit(vec![Write::delete(path).precondition(precondition)])
-            .await;
+        let result = versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "persona").await;
         self.invalidate(uid);
-        match result {
-            Err(store::StoreError::FailedPrecondition(_)) => {
-                self.get(uid, id).await?;
-                Err(AppError::PreconditionFailed(
-                    "the persona was changed by another request".into(),
-                ))
-            }
-            other => Ok(other?),
-        }
+        result
     }
 
     /// The built-in personas (`system/personaTemplates`, written by the migrations).

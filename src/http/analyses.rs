@@ -1,6 +1,6 @@
 //! `/v1/analyses` and the public `/v1/shared/analyses/{token}`.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -10,9 +10,10 @@ use super::json::ValidJson;
 use super::principal::{Permission, Principal};
 use super::{etag, list};
 use crate::domain::analyses::{
-    Analysis, BatchResult, Completion, HistoryFilter, NewAnalysis, ShareLink, Status, Trends, Versioned,
+    Analysis, BatchResult, Completion, HistoryFilter, NewAnalysis, ShareLink, Status, Trends,
 };
 use crate::domain::pagination::PageRequest;
+use crate::domain::versioned::Versioned;
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
@@ -35,9 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn one(v: &Versioned<Analysis>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, etag::of(v.version)))
-        .json(&v.item)
+    etag::ok(&v.item, v.version)
 }
 
 /// Create an analysis (counts against the monthly quota). Honours `Idempotency-Key`.

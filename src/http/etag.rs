@@ -1,7 +1,8 @@
 //! ETags from documents' update times, and `If-Match` as a store precondition.
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
 use crate::store::{Precondition, Timestamp};
@@ -18,6 +19,13 @@ fn parse(tag: &str) -> Option<Timestamp> {
         return None;
     }
     Timestamp::new(secs.parse().ok()?, nanos.parse().ok()?).ok()
+}
+
+/// 200 with the item as JSON and its ETag.
+pub fn ok<T: Serialize>(item: &T, version: Timestamp) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, of(version)))
+        .json(item)
 }
 
 /// `If-Match` → the precondition a write must carry. Absent: last write wins.

@@ -3,8 +3,8 @@
 use actix_web::HttpResponse;
 use serde::Serialize;
 
-use crate::domain::analyses::Versioned;
 use crate::domain::pagination::Page;
+use crate::domain::versioned::Versioned;
 use crate::error::{AppError, AppResult};
 
 /// `{items, nextCursor}` from a page of versioned items.

@@ -1,6 +1,5 @@
 //! `/v1/me`: the caller's own profile.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::json::ValidJson;
@@ -16,9 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn profile_response(account: &Account) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, etag::of(account.version)))
-        .json(account.profile.for_response())
+    etag::ok(&account.profile.for_response(), account.version)
 }
 
 /// The caller's profile (created from the token's claims on first use).

@@ -1,6 +1,6 @@
 //! `/v1/personas`.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -9,9 +9,9 @@ use super::created::{Created, idempotent};
 use super::json::ValidJson;
 use super::principal::{Permission, Principal};
 use super::{etag, list};
-use crate::domain::analyses::Versioned;
 use crate::domain::pagination::PageRequest;
 use crate::domain::personas::{NewPersona, Persona, PersonaPatch, Sort};
+use crate::domain::versioned::Versioned;
 use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
@@ -27,9 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn one(v: &Versioned<Persona>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, etag::of(v.version)))
-        .json(&v.item)
+    etag::ok(&v.item, v.version)
 }
 
 /// Create a persona (at most 100 per user). Honours `Idempotency-Key`.

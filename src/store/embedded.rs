@@ -320,21 +320,7 @@ fn comparable(v: &Value) -> bool {
 
 /// Firestore's type classes for range filters (integers and doubles are one).
 fn same_kind(a: &Value, b: &Value) -> bool {
-    fn kind(v: &Value) -> u8 {
-        match &v.value_type {
-            None | Some(ValueType::NullValue(_)) => 0,
-            Some(ValueType::BooleanValue(_)) => 1,
-            Some(ValueType::IntegerValue(_) | ValueType::DoubleValue(_)) => 2,
-            Some(ValueType::TimestampValue(_)) => 3,
-            Some(ValueType::StringValue(_)) => 4,
-            Some(ValueType::BytesValue(_)) => 5,
-            Some(ValueType::ReferenceValue(_)) => 6,
-            Some(ValueType::GeoPointValue(_)) => 7,
-            Some(ValueType::ArrayValue(_)) => 8,
-            Some(_) => 9,
-        }
-    }
-    kind(a) == kind(b)
+    value::type_rank(a) == value::type_rank(b)
 }
 
 fn as_array(v: &Value) -> Option<&[Value]> {

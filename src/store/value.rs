@@ -150,7 +150,7 @@ pub fn remove_path(fields: &mut Fields, dotted: &str) -> bool {
 
 /// Firestore's type order: null < bool < number < timestamp < string < bytes <
 /// reference < geo point < array < map.
-fn type_rank(v: &Value) -> u8 {
+pub fn type_rank(v: &Value) -> u8 {
     match &v.value_type {
         None | Some(ValueType::NullValue(_)) => 0,
         Some(ValueType::BooleanValue(_)) => 1,

@@ -1,0 +1,35 @@
+//! Documents with their version (update time): the basis of ETags, and the
+//! `If-Match` rules every resource shares.
+
+use crate::error::{AppError, AppResult};
+use crate::store::{self, DocPath, Precondition, Store, Write};
+
+/// An item with the update time it was read at.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub item: T,
+    pub version: store::Timestamp,
+}
+
+/// Deletes `path` honouring `If-Match`: missing (or another tenant's) is 404,
+/// a stale version 412; without `If-Match` the delete just happens.
+pub async fn delete(store: &dyn Store, path: DocPath, if_match: Precondition, what: &str) -> AppResult<()> {
+    let precondition = match if_match {
+        Precondition::None => Precondition::Exists(true),
+        p => p,
+    };
+    match store
+        .commit(vec![Write::delete(path.clone()).precondition(precondition)])
+        .await
+    {
+        Err(store::StoreError::FailedPrecondition(_)) => {
+            // An update-time precondition fails the same way whether the document
+            // moved on or is gone: tell the two apart.
+            store.get(&path).await?.ok_or(AppError::NotFound)?;
+            Err(AppError::PreconditionFailed(format!(
+                "the {what} was changed by another request"
+            )))
+        }
+        other => Ok(other?),
+    }
+}
