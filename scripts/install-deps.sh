@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing funnelflow needs, where it is missing:
-#   curl and Java (>= 11, for the Firestore emulator) from Debian/Ubuntu apt,
+#   curl, Java (>= 11, for the Firestore emulator), pkg-config and libssl-dev (openssl-sys)
+#   from Debian/Ubuntu apt,
 # and check what cannot be installed from here: cargo (rustfmt and clippy when CI=true) and the
 # Firestore emulator itself. Idempotent; prints nothing when everything is present.
 # `apt-get update` runs only when something has to be installed; sudo only when not root.
@@ -47,6 +48,11 @@ java_ok() {
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 java_ok || missing+=(java)
+# The firestore crate's TLS stack builds openssl-sys: it needs OpenSSL's headers and pkg-config.
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if command -v dpkg-query >/dev/null 2>&1; then
+  dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libssl-dev)
+fi
 
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
