@@ -351,15 +351,27 @@ where
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let mut tx = store.begin().await?;
-        let outcome = match body(tx.as_mut()).await {
+        let mut tx = ContentionWatch {
+            inner: store.begin().await?,
+            aborted: None,
+        };
+        let outcome = match body(&mut tx).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                tx.rollback().await;
-                return Err(e);
+                let aborted = tx.aborted.take();
+                tx.inner.rollback().await;
+                // A read that lost a lock race fails the body; that is contention too.
+                match aborted {
+                    Some(reason) if attempt < TX_ATTEMPTS => {
+                        tracing::debug!(attempt, %reason, "transaction read aborted, retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    _ => return Err(e),
+                }
             }
         };
-        match tx.commit(outcome.writes).await {
+        match tx.inner.commit(outcome.writes).await {
             Ok(()) => return Ok(outcome.value),
             Err(StoreError::Aborted(reason)) if attempt < TX_ATTEMPTS => {
                 tracing::debug!(attempt, %reason, "transaction aborted, retrying");
@@ -367,6 +379,44 @@ where
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Passes reads through, remembering whether one failed with `Aborted`, so the
+/// retry loop can tell contention from the body's own errors.
+struct ContentionWatch {
+    inner: Box<dyn Transaction>,
+    aborted: Option<String>,
+}
+
+impl ContentionWatch {
+    fn watch<T>(&mut self, r: StoreResult<T>) -> StoreResult<T> {
+        if let Err(StoreError::Aborted(reason)) = &r {
+            self.aborted = Some(reason.clone());
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Transaction for ContentionWatch {
+    async fn get(&mut self, path: &DocPath) -> StoreResult<Option<Doc>> {
+        let r = self.inner.get(path).await;
+        self.watch(r)
+    }
+    async fn get_all(&mut self, paths: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+        let r = self.inner.get_all(paths).await;
+        self.watch(r)
+    }
+    async fn query(&mut self, query: &Query) -> StoreResult<Vec<Doc>> {
+        let r = self.inner.query(query).await;
+        self.watch(r)
+    }
+    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<()> {
+        self.inner.commit(writes).await
+    }
+    async fn rollback(self: Box<Self>) {
+        self.inner.rollback().await
     }
 }
 
