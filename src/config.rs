@@ -125,6 +125,8 @@ pub struct Config {
     pub on_cloud_run: bool,
     /// Apply pending migrations when serving.
     pub migrate_on_start: bool,
+    /// Public base URL of the API (for share links), e.g. `https://api.funnelflow.app`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -258,6 +260,20 @@ impl Config {
             None => LogFormat::Pretty,
         };
         let migrate_on_start = parse_bool(&var, "FUNNELFLOW_MIGRATE_ON_START", true)?;
+        let public_url = match var("FUNNELFLOW_PUBLIC_URL") {
+            None => None,
+            Some(u) => {
+                let ok = url::Url::parse(&u).is_ok_and(|p| {
+                    matches!(p.scheme(), "http" | "https") && p.has_host() && p.query().is_none()
+                });
+                if !ok {
+                    return Err(err(format!(
+                        "FUNNELFLOW_PUBLIC_URL must be an http(s) base URL, got {u:?}"
+                    )));
+                }
+                Some(u.trim_end_matches('/').to_owned())
+            }
+        };
 
         Ok(Self {
             port,
@@ -279,6 +295,7 @@ impl Config {
             log_format,
             on_cloud_run,
             migrate_on_start,
+            public_url,
         })
     }
 }
@@ -379,6 +396,7 @@ mod tests {
             ("FUNNELFLOW_LOG_FORMAT", "xml"),
             ("FUNNELFLOW_ANALYTICS_RETENTION_DAYS", "-1"),
             ("FUNNELFLOW_DEV_AUTH_KEY", "/nonexistent/key.pem"),
+            ("FUNNELFLOW_PUBLIC_URL", "javascript:alert(1)"),
         ] {
             assert!(cfg(&[(k, v)]).is_err(), "{k}={v} should be refused");
         }

@@ -219,9 +219,10 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound(_) => Self::NotFound,
             StoreError::AlreadyExists(what) => Self::Conflict(format!("already exists: {what}")),
-            StoreError::FailedPrecondition(_) => {
-                Self::PreconditionFailed("the resource was changed by another request".into())
-            }
+            // Firestore also answers FAILED_PRECONDITION for a missing index or an
+            // expired transaction: only callers that sent a version precondition
+            // may turn it into 412, and they do so themselves.
+            StoreError::FailedPrecondition(cause) => Self::Internal(format!("failed precondition: {cause}")),
             StoreError::Aborted(cause) | StoreError::Unavailable(cause) => Self::Unavailable {
                 retry_after_secs: 1,
                 cause,

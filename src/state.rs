@@ -33,9 +33,16 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let cursors = CursorCodec::new(config.secret.expose())?;
         let users = Users::new(store.clone(), metrics.clone());
+        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone());
         Ok(Self {
-            analyses: Analyses::new(store.clone(), cursors.clone(), users.clone(), metrics.clone()),
-            personas: Personas::new(store.clone(), cursors, metrics.clone()),
+            analyses: Analyses::new(
+                store.clone(),
+                cursors,
+                users.clone(),
+                personas.clone(),
+                metrics.clone(),
+            ),
+            personas,
             rate_limiter: RateLimiter::new("default", config.rate_limit),
             users,
             config,

@@ -12,6 +12,7 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::freshness::Generations;
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users::{self, Profile, Usage};
 use super::versioned::{self, Versioned};
@@ -60,7 +61,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[validate(schema(function = "check_input"))]
 pub struct AnalysisInput {
     /// 10..2000 characters; an http(s) URL when `inputType` is `link`.
@@ -79,7 +80,7 @@ pub struct AnalysisInput {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Finding {
     #[validate(custom(function = "len_1_100"))]
     pub category: String,
@@ -92,7 +93,7 @@ pub struct Finding {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SampleCopy {
     #[validate(custom(function = "len_1_200"))]
     pub headline: String,
@@ -103,7 +104,7 @@ pub struct SampleCopy {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Results {
     /// 1..50 findings.
     #[validate(length(min = 1, max = 50), nested)]
@@ -117,7 +118,8 @@ pub struct Results {
     pub sample_copy: Option<SampleCopy>,
     #[validate(range(min = 0.0, max = 1.0))]
     pub confidence: f64,
-    #[validate(range(exclusive_min = 0.0))]
+    /// Milliseconds, > 0 and at most a day.
+    #[validate(range(exclusive_min = 0.0, max = 86_400_000.0))]
     pub processing_time_ms: f64,
 }
 
@@ -161,7 +163,7 @@ pub type HistoryPage = Page<Versioned<Analysis>>;
 
 /// `POST /v1/analyses`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[validate(schema(function = "check_new"))]
 pub struct NewAnalysis {
     #[validate(nested)]
@@ -185,7 +187,7 @@ pub struct NewAnalysis {
 
 /// `PATCH /v1/analyses/{id}`: complete or fail a processing analysis.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[validate(schema(function = "check_completion"))]
 pub struct Completion {
     pub status: Status,
@@ -275,9 +277,13 @@ fn offer_length(s: &str) -> Result<(), ValidationError> {
     len(s, 10, 2000)
 }
 fn uuid_format(s: &str) -> Result<(), ValidationError> {
-    uuid::Uuid::parse_str(s)
-        .map(|_| ())
-        .map_err(|_| ValidationError::new("format").with_message("must be a UUID".into()))
+    // The hyphenated form only (not `urn:uuid:` or braces).
+    let hyphenated = s.len() == 36 && s.as_bytes().get(8) == Some(&b'-');
+    if hyphenated && uuid::Uuid::try_parse(s).is_ok() {
+        Ok(())
+    } else {
+        Err(ValidationError::new("format").with_message("must be a UUID".into()))
+    }
 }
 /// A struct-level rule's error, attributed to one field (see `http::json::flatten`).
 fn on_field(mut e: ValidationError, field: &'static str, message: &'static str) -> ValidationError {
@@ -320,15 +326,11 @@ fn check_completion(c: &Completion) -> Result<(), ValidationError> {
             "results",
             "is required when status is completed",
         )),
-        (Status::Failed, Some(_)) => Err(on_field(
+        // Moving to `processing` is a transition, refused with 409 by the service.
+        (Status::Failed | Status::Processing, Some(_)) => Err(on_field(
             ValidationError::new("not_allowed"),
             "results",
             "is only allowed when status is completed",
-        )),
-        (Status::Processing, _) => Err(on_field(
-            ValidationError::new("one_of"),
-            "status",
-            "must be completed or failed",
         )),
         _ => Ok(()),
     }
@@ -422,8 +424,10 @@ pub struct Analyses {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     users: users::Users,
+    personas: personas::Personas,
     metrics: Arc<Metrics>,
     first_pages: Cache<(String, String), Arc<HistoryPage>>,
+    generations: Generations,
     trends: Cache<(String, u32, String), Arc<Trends>>,
 }
 
@@ -449,6 +453,7 @@ impl Analyses {
         store: Arc<dyn Store>,
         cursors: CursorCodec,
         users: users::Users,
+        personas: personas::Personas,
         metrics: Arc<Metrics>,
     ) -> Self {
         let ttl = Duration::from_secs(15 * 60);
@@ -456,7 +461,9 @@ impl Analyses {
             store,
             cursors,
             users,
+            personas,
             metrics,
+            generations: Generations::default(),
             first_pages: Cache::builder()
                 .max_capacity(20_000)
                 .time_to_live(ttl)
@@ -471,15 +478,18 @@ impl Analyses {
     }
 
     /// Drops this instance's cached pages and trends of `uid` (every write calls it before answering).
-    pub fn invalidate(&self, uid: &str) {
+    pub async fn invalidate(&self, uid: &str) {
+        self.generations.bump(uid).await;
         let u = uid.to_owned();
         let _ = self.first_pages.invalidate_entries_if(move |k, _| k.0 == u);
         let u = uid.to_owned();
         let _ = self.trends.invalidate_entries_if(move |k, _| k.0 == u);
     }
 
+    /// An analysis write also moves the user's counters and a persona's usage.
     async fn after_write(&self, uid: &str) {
-        self.invalidate(uid);
+        self.invalidate(uid).await;
+        self.personas.invalidate(uid).await;
         self.users.invalidate(uid).await;
     }
 
@@ -579,6 +589,7 @@ impl Analyses {
             }
             self.metrics.cache_miss("history_first_page");
         }
+        let generation = self.generations.current(uid).await;
         let q = history_query(&users::Users::path(uid)?, filter);
         let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
         let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
@@ -587,7 +598,9 @@ impl Analyses {
             next_cursor: next,
         });
         if page.is_first() {
-            self.first_pages.insert(cache_key, page_out.clone()).await;
+            self.generations
+                .insert_if_fresh(uid, generation, &self.first_pages, cache_key, page_out.clone())
+                .await;
         }
         Ok(page_out)
     }
@@ -608,7 +621,13 @@ impl Analyses {
             let (path, user_path, c, if_match) =
                 (path.clone(), user_path.clone(), c.clone(), if_match.clone());
             async move {
-                let docs = tx.get_all(&[path.clone(), user_path.clone()]).await?;
+                // The user document only matters (and is only locked) when copies are counted.
+                let reads = if copies > 0 {
+                    vec![path.clone(), user_path.clone()]
+                } else {
+                    vec![path.clone()]
+                };
+                let docs = tx.get_all(&reads).await?;
                 let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
                 if let Precondition::UpdateTime(v) = if_match
                     && v != doc.update_time
@@ -618,10 +637,11 @@ impl Analyses {
                     ));
                 }
                 let mut a: Analysis = doc.decode()?;
-                if a.metadata.status != Status::Processing {
+                if a.metadata.status != Status::Processing || c.status == Status::Processing {
                     return Err(AppError::Conflict(format!(
-                        "only a processing analysis can be completed; this one is {}",
-                        a.metadata.status.as_str()
+                        "cannot move an analysis from {} to {}: only processing → completed | failed",
+                        a.metadata.status.as_str(),
+                        c.status.as_str()
                     )));
                 }
                 let now = value::now();
@@ -661,7 +681,7 @@ impl Analyses {
     pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
         let result =
             versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "analysis").await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         result
     }
 
@@ -669,24 +689,15 @@ impl Analyses {
     pub async fn batch_get(&self, uid: &str, ids: &[String]) -> AppResult<BatchResult> {
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
-        let mut paths = Vec::new();
-        let mut missing = Vec::new();
-        let mut asked = Vec::new();
-        for id in unique {
-            match analysis_path(uid, id) {
-                Ok(p) => {
-                    paths.push(p);
-                    asked.push(id.clone());
-                }
-                Err(_) => missing.push(id.clone()),
-            }
-        }
-        let docs = self.store.get_all(&paths).await?;
-        let mut items = Vec::new();
-        for (id, doc) in asked.into_iter().zip(docs) {
-            match doc {
+        // Ids that cannot name a document are simply missing; the rest are read in one round trip.
+        let paths: Vec<Option<DocPath>> = unique.iter().map(|id| analysis_path(uid, id).ok()).collect();
+        let wanted: Vec<DocPath> = paths.iter().flatten().cloned().collect();
+        let mut found = self.store.get_all(&wanted).await?.into_iter();
+        let (mut items, mut missing) = (Vec::new(), Vec::new());
+        for (id, path) in unique.into_iter().zip(paths) {
+            match path.and(found.next()).flatten() {
                 Some(d) => items.push(decode(&d)?.item),
-                None => missing.push(id),
+                None => missing.push(id.clone()),
             }
         }
         Ok(BatchResult { items, missing })
@@ -701,6 +712,7 @@ impl Analyses {
             return Ok(t);
         }
         self.metrics.cache_miss("trends");
+        let generation = self.generations.current(uid).await;
         let first_day = today
             .checked_sub(jiff::Span::new().days(i64::from(days) - 1))
             .map_err(AppError::internal)?;
@@ -760,7 +772,9 @@ impl Analyses {
             day = day.tomorrow().map_err(AppError::internal)?;
         }
         let t = Arc::new(t);
-        self.trends.insert(key, t.clone()).await;
+        self.generations
+            .insert_if_fresh(uid, generation, &self.trends, key, t.clone())
+            .await;
         Ok(t)
     }
 
@@ -793,7 +807,7 @@ impl Analyses {
             .boxed()
         })
         .await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         result
     }
 
@@ -806,7 +820,7 @@ impl Analyses {
             .store
             .commit(vec![Write::update(path, fields, vec!["sharing".into()])])
             .await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         Ok(result?)
     }
 

@@ -15,8 +15,10 @@ use crate::store::{self, DocPath, Precondition, Store, Write};
 pub const COLLECTION: &str = "idempotency";
 /// How long a key's response is replayed.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// A claim older than this is considered abandoned (its process died) and may be taken over.
-const LEASE: Duration = Duration::from_secs(60);
+/// A claim older than this is considered abandoned (its process died) and may
+/// be taken over. Far longer than any create can take (store timeouts and
+/// transaction retries included); until then retries get 409.
+const LEASE: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

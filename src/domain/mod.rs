@@ -4,6 +4,7 @@
 pub mod analyses;
 pub mod audit;
 pub mod clock;
+pub mod freshness;
 pub mod idempotency;
 pub mod input;
 pub mod migrations;

@@ -11,6 +11,7 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::freshness::Generations;
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users;
 use super::versioned::{self, Versioned};
@@ -37,7 +38,7 @@ fn max_200(s: &str) -> Result<(), ValidationError> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Demographics {
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
@@ -51,7 +52,7 @@ pub struct Demographics {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Psychographics {
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
@@ -65,7 +66,7 @@ pub struct Psychographics {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Behavior {
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
@@ -80,7 +81,7 @@ pub struct Behavior {
 
 /// Every part is optional; absent parts are empty. Strings ≤ 200, lists ≤ 20 items.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Characteristics {
     #[serde(default, deserialize_with = "default_if_absent")]
     #[validate(nested)]
@@ -123,7 +124,7 @@ pub struct Persona {
 
 /// `POST /v1/personas`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct NewPersona {
     #[validate(custom(function = "name_len"))]
     pub name: String,
@@ -135,10 +136,11 @@ pub struct NewPersona {
     pub is_default: Option<bool>,
 }
 
-/// `PATCH /v1/personas/{id}`: the fields given replace the stored ones
-/// (`characteristics` as a whole).
+/// `PATCH /v1/personas/{id}`: the fields given replace the stored ones; within
+/// `characteristics`, each part given (`demographics`, `psychographics`,
+/// `behavior`) replaces that part and the others are kept.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PersonaPatch {
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(custom(function = "name_len"))]
@@ -148,9 +150,24 @@ pub struct PersonaPatch {
     pub description: Option<String>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
-    pub characteristics: Option<Characteristics>,
+    pub characteristics: Option<CharacteristicsPatch>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     pub is_default: Option<bool>,
+}
+
+/// The parts of `characteristics` a PATCH replaces.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CharacteristicsPatch {
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub demographics: Option<Demographics>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub psychographics: Option<Psychographics>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[validate(nested)]
+    pub behavior: Option<Behavior>,
 }
 
 fn name_len(s: &str) -> Result<(), ValidationError> {
@@ -257,6 +274,7 @@ pub struct Personas {
     metrics: Arc<Metrics>,
     /// First pages per (uid, sort, limit), 30 min.
     lists: Cache<(String, Sort, u32), Arc<PersonaPage>>,
+    generations: Generations,
 }
 
 pub type PersonaPage = Page<Versioned<Persona>>;
@@ -272,11 +290,13 @@ impl Personas {
                 .time_to_live(Duration::from_secs(30 * 60))
                 .support_invalidation_closures()
                 .build(),
+            generations: Generations::default(),
         }
     }
 
     /// Drops this instance's cached lists of `uid` (every write calls it before answering).
-    pub fn invalidate(&self, uid: &str) {
+    pub async fn invalidate(&self, uid: &str) {
+        self.generations.bump(uid).await;
         let u = uid.to_owned();
         let _ = self.lists.invalidate_entries_if(move |k, _| k.0 == u);
     }
@@ -329,7 +349,7 @@ impl Personas {
             .boxed()
         })
         .await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         result?;
         self.get(uid, &id).await
     }
@@ -353,6 +373,7 @@ impl Personas {
             self.metrics.cache_miss("persona_lists");
         }
         let binding = format!("{uid}|personas|sort={}", sort.as_str());
+        let generation = self.generations.current(uid).await;
         let q = list_query(&users::Users::path(uid)?, sort);
         let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
         let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
@@ -361,7 +382,9 @@ impl Personas {
             next_cursor: next,
         });
         if page.is_first() {
-            self.lists.insert(key, out.clone()).await;
+            self.generations
+                .insert_if_fresh(uid, generation, &self.lists, key, out.clone())
+                .await;
         }
         Ok(out)
     }
@@ -400,8 +423,26 @@ impl Personas {
                     mask.push("description".into());
                 }
                 if let Some(c) = &patch.characteristics {
-                    fields.insert("characteristics".into(), value::from_serialize(c));
-                    mask.push("characteristics".into());
+                    let parts = [
+                        (
+                            "characteristics.demographics",
+                            c.demographics.as_ref().map(value::from_serialize),
+                        ),
+                        (
+                            "characteristics.psychographics",
+                            c.psychographics.as_ref().map(value::from_serialize),
+                        ),
+                        (
+                            "characteristics.behavior",
+                            c.behavior.as_ref().map(value::from_serialize),
+                        ),
+                    ];
+                    for (field, v) in parts {
+                        if let Some(v) = v {
+                            value::set_path(&mut fields, field, v);
+                            mask.push(field.into());
+                        }
+                    }
                 }
                 let mut writes = Vec::new();
                 if let Some(d) = patch.is_default {
@@ -420,14 +461,14 @@ impl Personas {
             .boxed()
         })
         .await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         result?;
         self.get(uid, id).await
     }
 
     pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
         let result = versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "persona").await;
-        self.invalidate(uid);
+        self.invalidate(uid).await;
         result
     }
 

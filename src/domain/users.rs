@@ -10,6 +10,7 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use super::freshness::Generations;
 use super::{audit, clock};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
@@ -228,7 +229,7 @@ pub struct SignIn {
 
 /// `PATCH /v1/me`: only these fields may change (others are 422).
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ProfilePatch {
     /// 1..100 characters; null is refused.
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
@@ -240,19 +241,23 @@ pub struct ProfilePatch {
     #[validate(custom(function = "image_url"))]
     #[schema(value_type = Option<String>, nullable)]
     pub profile_image: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
     pub preferences: Option<PreferencesPatch>,
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PreferencesPatch {
     #[serde(default, deserialize_with = "crate::domain::input::nullable")]
     #[validate(custom(function = "persona_name"))]
     #[schema(value_type = Option<String>, max_length = 100, nullable)]
     pub default_persona: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     pub email_notifications: Option<bool>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     pub analytics_opt_out: Option<bool>,
+    #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     pub theme: Option<Theme>,
 }
 
@@ -290,6 +295,7 @@ pub(crate) fn length_between(s: &str, min: usize, max: usize) -> Result<(), vali
 pub struct Users {
     store: Arc<dyn Store>,
     cache: Cache<String, Arc<Account>>,
+    generations: Generations,
     metrics: Arc<Metrics>,
 }
 
@@ -301,6 +307,7 @@ impl Users {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            generations: Generations::default(),
             metrics,
         }
     }
@@ -311,6 +318,7 @@ impl Users {
 
     /// Drops this instance's cached copy; every write through the service calls it before answering.
     pub async fn invalidate(&self, uid: &str) {
+        self.generations.bump(uid).await;
         self.cache.invalidate(uid).await;
     }
 
@@ -325,8 +333,17 @@ impl Users {
             }
             None => {
                 self.metrics.cache_miss("profiles");
+                let generation = self.generations.current(&sign_in.uid).await;
                 let p = Arc::new(self.load_or_provision(sign_in).await?);
-                self.cache.insert(sign_in.uid.clone(), p.clone()).await;
+                self.generations
+                    .insert_if_fresh(
+                        &sign_in.uid,
+                        generation,
+                        &self.cache,
+                        sign_in.uid.clone(),
+                        p.clone(),
+                    )
+                    .await;
                 p
             }
         };
@@ -343,6 +360,7 @@ impl Users {
             return Ok(Some(p));
         }
         self.metrics.cache_miss("profiles");
+        let generation = self.generations.current(uid).await;
         let Some(doc) = self.store.get(&Self::path(uid)?).await? else {
             return Ok(None);
         };
@@ -350,7 +368,9 @@ impl Users {
             profile: decode_profile(&doc.fields)?,
             version: doc.update_time,
         });
-        self.cache.insert(uid.to_owned(), p.clone()).await;
+        self.generations
+            .insert_if_fresh(uid, generation, &self.cache, uid.to_owned(), p.clone())
+            .await;
         Ok(Some(p))
     }
 
@@ -488,6 +508,11 @@ impl Users {
             let write = Write::update(path, fields, mask).precondition(precondition);
             let result = self.store.commit(vec![write, audit]).await;
             self.invalidate(uid).await;
+            if let Err(store::StoreError::FailedPrecondition(_)) = result {
+                return Err(AppError::PreconditionFailed(
+                    "the profile was changed by another request".into(),
+                ));
+            }
             result?;
         } else if let store::Precondition::UpdateTime(v) = if_match {
             let current = self.get(uid).await?.ok_or(AppError::NotFound)?;

@@ -1,12 +1,12 @@
 //! `/v1/analyses` and the public `/v1/shared/analyses/{token}`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::created::{Created, idempotent};
-use super::json::ValidJson;
+use super::json::JsonBody;
 use super::principal::{Permission, Principal};
 use super::{etag, list};
 use crate::domain::analyses::{
@@ -48,18 +48,19 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
-    body: ValidJson<NewAnalysis>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
-    let new = body.0;
+    let new: NewAnalysis = body.validated().await?;
+    let (st, uid, input) = (state.clone(), principal.uid.clone(), new.clone());
     idempotent(
         &state,
         &req,
         &principal.uid,
         &principal.idempotency_scope(),
         &new,
-        async {
-            let v = state.analyses.create(&principal.uid, new.clone()).await?;
+        async move {
+            let v = st.analyses.create(&uid, input).await?;
             Ok(Created::new(StatusCode::CREATED, &v.item)?
                 .location(format!("/v1/analyses/{}", v.item.analysis_id))
                 .etag(etag::of(v.version)))
@@ -134,13 +135,14 @@ pub async fn complete(
     principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    body: ValidJson<Completion>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
+    let completion: Completion = body.validated().await?;
     let if_match = etag::if_match(&req)?;
     Ok(one(&state
         .analyses
-        .complete(&principal.uid, &id, body.0, if_match)
+        .complete(&principal.uid, &id, completion, if_match)
         .await?))
 }
 
@@ -162,7 +164,6 @@ pub async fn delete(
 }
 
 #[derive(Debug, Serialize, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct BatchGet {
     /// 1..100 ids.
     #[validate(length(min = 1, max = 100))]
@@ -175,10 +176,11 @@ pub struct BatchGet {
 pub async fn batch_get(
     state: web::Data<AppState>,
     principal: Principal,
-    body: ValidJson<BatchGet>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesRead)?;
-    Ok(HttpResponse::Ok().json(state.analyses.batch_get(&principal.uid, &body.0.ids).await?))
+    let batch: BatchGet = body.validated().await?;
+    Ok(HttpResponse::Ok().json(state.analyses.batch_get(&principal.uid, &batch.ids).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -219,13 +221,45 @@ pub async fn share(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesWrite)?;
     let (token, at) = state.analyses.share(&principal.uid, &id).await?;
-    let info = req.connection_info();
-    let url = format!("{}://{}/v1/shared/analyses/{token}", info.scheme(), info.host());
+    let url = format!("{}/v1/shared/analyses/{token}", public_base(&state, &req));
     Ok(HttpResponse::Ok().json(ShareLink {
         share_token: token,
         shared_at: at,
         url,
     }))
+}
+
+/// The API's public base URL: configured, else from the request — forwarded
+/// headers only behind a trusted proxy, and only a plain host name survives.
+fn public_base(state: &AppState, req: &HttpRequest) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.clone();
+    }
+    let info = req.connection_info();
+    let (scheme, host) = if state.config.trust_proxy {
+        (info.scheme().to_owned(), info.host().to_owned())
+    } else {
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (scheme.to_owned(), host)
+    };
+    let scheme = if scheme == "https" { "https" } else { "http" };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    let host = if host_ok { host.as_str() } else { "localhost" };
+    format!("{scheme}://{host}")
 }
 
 /// Revoke the share link: the old token stops working at once.
@@ -245,5 +279,8 @@ pub async fn unshare(
 #[utoipa::path(get, path = "/v1/shared/analyses/{token}", tag = "analyses",
     responses((status = 200, body = Analysis), (status = 404, body = Problem)))]
 pub async fn shared(state: web::Data<AppState>, token: web::Path<String>) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.analyses.shared(&token).await?))
+    // A revoked link must stop working at once: no cache may keep the page.
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(state.analyses.shared(&token).await?))
 }

@@ -64,6 +64,11 @@ impl Created {
 
 /// Runs `create` once per `Idempotency-Key` (when the request has one).
 /// `request` is the parsed body: the same key with another body is 422.
+///
+/// With a key, the creation and the recording of its response run in a task of
+/// their own: a client that disconnects (or a request that is cancelled) cannot
+/// leave a created resource whose key still looks unfinished, which would let a
+/// retry create it again once the claim's lease ran out.
 pub async fn idempotent<F>(
     state: &AppState,
     req: &HttpRequest,
@@ -73,7 +78,7 @@ pub async fn idempotent<F>(
     create: F,
 ) -> AppResult<HttpResponse>
 where
-    F: Future<Output = AppResult<Created>>,
+    F: Future<Output = AppResult<Created>> + 'static,
 {
     let Some(key) = req.headers().get(HEADER) else {
         let c = create.await?;
@@ -100,30 +105,39 @@ where
             r.etag.as_deref(),
             true,
         )),
-        Claim::Fresh(path) => match create.await {
-            Ok(c) => {
-                let stored = StoredResponse {
-                    status: c.status.as_u16(),
-                    body: c.replay_body.as_ref().unwrap_or(&c.body).to_string(),
-                    location: c.location.clone(),
-                    etag: c.etag.clone(),
-                };
-                // The resource exists now; failing to record the response must not fail the request.
-                if let Err(e) = idempotency::finish(state.store.as_ref(), path, &stored).await {
-                    tracing::warn!(error = %e, "could not record an idempotent response");
+        Claim::Fresh(path) => {
+            let store = state.store.clone();
+            let task = actix_web::rt::spawn(async move {
+                match create.await {
+                    Ok(c) => {
+                        let stored = StoredResponse {
+                            status: c.status.as_u16(),
+                            body: c.replay_body.as_ref().unwrap_or(&c.body).to_string(),
+                            location: c.location.clone(),
+                            etag: c.etag.clone(),
+                        };
+                        // The resource exists now; failing to record the response must not fail the request.
+                        if let Err(e) = idempotency::finish(store.as_ref(), path, &stored).await {
+                            tracing::warn!(error = %e, "could not record an idempotent response");
+                        }
+                        Ok(c)
+                    }
+                    Err(e) => {
+                        idempotency::release(store.as_ref(), path).await;
+                        Err(e)
+                    }
                 }
-                Ok(Created::respond(
-                    c.status.as_u16(),
-                    c.body.to_string(),
-                    c.location.as_deref(),
-                    c.etag.as_deref(),
-                    false,
-                ))
-            }
-            Err(e) => {
-                idempotency::release(state.store.as_ref(), path).await;
-                Err(e)
-            }
-        },
+            });
+            let c = task
+                .await
+                .map_err(|e| AppError::internal(format!("idempotent create task failed: {e}")))??;
+            Ok(Created::respond(
+                c.status.as_u16(),
+                c.body.to_string(),
+                c.location.as_deref(),
+                c.etag.as_deref(),
+                false,
+            ))
+        }
     }
 }

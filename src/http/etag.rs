@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::store::{Precondition, Timestamp};
 
 /// A strong ETag naming the exact update time (`"<seconds>.<nanos>"`).
@@ -29,22 +29,23 @@ pub fn ok<T: Serialize>(item: &T, version: Timestamp) -> HttpResponse {
 }
 
 /// `If-Match` → the precondition a write must carry. Absent: last write wins.
-/// `*`: the resource must exist. An ETag we never issued can never match: 412.
+/// `*`: the resource must exist. An ETag we never issued (weak, malformed, a
+/// list) can never match: it becomes a version no document has, so the write
+/// answers 404 when the resource is missing and 412 otherwise.
 pub fn if_match(req: &HttpRequest) -> AppResult<Precondition> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(Precondition::None);
     };
-    let v = v
-        .to_str()
-        .map_err(|_| AppError::PreconditionFailed("If-Match does not match the current version".into()))?
-        .trim();
+    let v = v.to_str().unwrap_or_default().trim();
     if v == "*" {
         return Ok(Precondition::Exists(true));
     }
-    parse(v)
-        .map(Precondition::UpdateTime)
-        .ok_or_else(|| AppError::PreconditionFailed("If-Match does not match the current version".into()))
+    Ok(Precondition::UpdateTime(parse(v).unwrap_or(NEVER)))
 }
+
+/// A version no stored document has. Not the epoch itself: that is the
+/// protobuf default, which a store may read as "no precondition".
+const NEVER: Timestamp = Timestamp::constant(1, 0);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -13,41 +12,39 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
+use super::strict::Strict;
 use crate::error::{AppError, FieldError};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// A JSON body, deserialized strictly and validated.
-#[derive(Debug)]
-pub struct ValidJson<T>(pub T);
+/// A JSON request body, read and parsed only when the handler asks for it:
+/// after the caller was authenticated, so a stranger learns nothing from body
+/// errors and the rate limit counts first.
+pub struct JsonBody {
+    req: HttpRequest,
+    payload: Payload,
+}
 
-/// A JSON body deserialized strictly but not validated (for bodies whose rules
-/// need context, such as the caller's own data).
-#[derive(Debug)]
-pub struct StrictJson<T>(pub T);
-
-impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+impl FromRequest for JsonBody {
     type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+    type Future = std::future::Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_json_body(req, payload);
-        Box::pin(async move {
-            let value: T = parse(&body.await?)?;
-            value.validate().map_err(|e| AppError::Validation(flatten(&e)))?;
-            Ok(ValidJson(value))
-        })
+        std::future::ready(Ok(JsonBody {
+            req: req.clone(),
+            payload: payload.take(),
+        }))
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
-    type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_json_body(req, payload);
-        Box::pin(async move { Ok(StrictJson(parse(&body.await?)?)) })
+impl JsonBody {
+    /// Reads, parses strictly and validates the body (415, 413, 400, 422).
+    pub async fn validated<T: DeserializeOwned + Validate>(mut self) -> Result<T, AppError> {
+        let bytes = read_json_body(&self.req, &mut self.payload).await?;
+        let value: T = parse(&bytes)?;
+        value.validate().map_err(|e| AppError::Validation(flatten(&e)))?;
+        Ok(value)
     }
 }
 
@@ -88,24 +85,21 @@ fn read_json_body(
     }
 }
 
-/// Deserializes strictly: syntax errors are 400, shape errors 422 with the field's path.
+/// Deserializes strictly: syntax errors are 400; shape errors (wrong type,
+/// missing or unknown field, an array where an object belongs) 422 with the path.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    // Syntax first, so a truncated body is a 400 even where its prefix already has the wrong shape.
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => AppError::Validation(vec![shape_error(&path, &inner)]),
-            _ => AppError::BadRequest(format!("malformed JSON body: {inner}")),
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        // Valid JSON that no f64 holds (1e400) is a bad value, not bad syntax.
+        if e.to_string().starts_with("number out of range") {
+            AppError::validation("", "range", "a number is out of range")
+        } else {
+            AppError::BadRequest(format!("malformed JSON body: {e}"))
         }
     })?;
-    // Trailing data after the value is a syntax error too.
-    de.end()
-        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))?;
-    Ok(value)
+    serde_path_to_error::deserialize(Strict(value)).map_err(|err| {
+        let path = err.path().to_string();
+        AppError::Validation(vec![shape_error(&path, err.inner())])
+    })
 }
 
 fn shape_error(path: &str, err: &serde_json::Error) -> FieldError {
@@ -232,7 +226,7 @@ mod tests {
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, Validate)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase")]
     struct Outer {
         #[validate(length(min = 1, max = 3))]
         display_name: String,
@@ -241,7 +235,7 @@ mod tests {
     }
 
     #[derive(Debug, Deserialize, Validate)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase")]
     struct Inner {
         #[validate(range(min = 0, max = 100))]
         score: i64,
@@ -287,6 +281,17 @@ mod tests {
         assert_eq!(f, vec![("displayName".into(), "required".into())]);
         let f = fields(err_of::<Outer>(r#"{"displayName":"a","items":[],"extra":1}"#));
         assert_eq!(f, vec![("extra".into(), "unknown_field".into())]);
+        // Derived structs would take an array by position; request bodies may not.
+        let f = fields(err_of::<Outer>(r#"["a", []]"#));
+        assert_eq!(f, vec![("".into(), "type".into())]);
+        let f = fields(err_of::<Outer>(r#"{"displayName":"a","items":[[5]]}"#));
+        assert_eq!(f, vec![("items[0]".into(), "type".into())]);
+        let f = fields(err_of::<Outer>(
+            r#"{"displayName":"a","items":[{"score":1e400}]}"#,
+        ));
+        assert_eq!(f, vec![("".into(), "range".into())]);
+        let f = fields(err_of::<Outer>(r#"{"displayName":"a","items":[{"score":1.5}]}"#));
+        assert_eq!(f, vec![("items[0].score".into(), "type".into())]);
     }
 
     #[test]

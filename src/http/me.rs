@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::json::ValidJson;
+use super::json::JsonBody;
 use super::principal::{IdTokenPrincipal, Principal};
 use super::{etag, request_id};
 use crate::domain::users::{Account, Profile, ProfilePatch, Subscription};
@@ -34,12 +34,13 @@ pub async fn patch_me(
     state: web::Data<AppState>,
     principal: IdTokenPrincipal,
     req: HttpRequest,
-    body: ValidJson<ProfilePatch>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
+    let patch: ProfilePatch = body.validated().await?;
     let precondition = etag::if_match(&req)?;
     let account = state
         .users
-        .patch(&principal.uid, &body.0, precondition, &request_id::current())
+        .patch(&principal.uid, &patch, precondition, &request_id::current())
         .await?;
     Ok(profile_response(&account))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::created::{Created, idempotent};
-use super::json::ValidJson;
+use super::json::JsonBody;
 use super::principal::{Permission, Principal};
 use super::{etag, list};
 use crate::domain::pagination::PageRequest;
@@ -37,18 +37,19 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     req: HttpRequest,
-    body: ValidJson<NewPersona>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasWrite)?;
-    let new = body.0;
+    let new: NewPersona = body.validated().await?;
+    let (st, uid, input) = (state.clone(), principal.uid.clone(), new.clone());
     idempotent(
         &state,
         &req,
         &principal.uid,
         &principal.idempotency_scope(),
         &new,
-        async {
-            let v = state.personas.create(&principal.uid, new.clone()).await?;
+        async move {
+            let v = st.personas.create(&uid, input).await?;
             Ok(Created::new(StatusCode::CREATED, &v.item)?
                 .location(format!("/v1/personas/{}", v.item.persona_id))
                 .etag(etag::of(v.version)))
@@ -112,13 +113,14 @@ pub async fn patch(
     principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    body: ValidJson<PersonaPatch>,
+    body: JsonBody,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasWrite)?;
+    let patch: PersonaPatch = body.validated().await?;
     let if_match = etag::if_match(&req)?;
     Ok(one(&state
         .personas
-        .patch(&principal.uid, &id, body.0, if_match)
+        .patch(&principal.uid, &id, patch, if_match)
         .await?))
 }
 

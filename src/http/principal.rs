@@ -10,7 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
-use crate::domain::users::{Account, AuthProvider, Role, SignIn};
+use crate::domain::users::{Account, AuthProvider, Role, SignIn, Users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -113,18 +113,6 @@ impl FromRequest for Principal {
                 .ok_or_else(|| AppError::internal("application state missing"))?
                 .clone();
             let principal = authenticate(&state, &req).await?;
-            tracing::Span::current().record("uid", principal.uid.as_str());
-            let decision = state.rate_limiter.check(&principal.idempotency_scope()).await;
-            let allowed = decision.allowed;
-            let retry = decision.reset_secs;
-            // The response middleware turns this into RateLimit headers, 429s included.
-            req.extensions_mut().insert(decision);
-            if !allowed {
-                state.metrics.rate_limited.with_label_values(&["default"]).inc();
-                return Err(AppError::RateLimited {
-                    retry_after_secs: retry,
-                });
-            }
             req.extensions_mut().insert(principal.clone());
             Ok(principal)
         })
@@ -155,6 +143,21 @@ fn credential(req: &HttpRequest) -> AppResult<&str> {
     Err(AppError::Unauthenticated("missing credentials".into()))
 }
 
+/// Counts a request of `principal`; the decision becomes RateLimit headers (429s included).
+async fn rate_limit(state: &AppState, req: &HttpRequest, principal: &str) -> AppResult<()> {
+    let decision = state.rate_limiter.check(principal).await;
+    let (allowed, retry) = (decision.allowed, decision.reset_secs);
+    req.extensions_mut().insert(decision);
+    if allowed {
+        Ok(())
+    } else {
+        state.metrics.rate_limited.with_label_values(&["default"]).inc();
+        Err(AppError::RateLimited {
+            retry_after_secs: retry,
+        })
+    }
+}
+
 async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principal> {
     let token = credential(req)?;
     if token.starts_with("ffk_") {
@@ -163,6 +166,11 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         ));
     }
     let claims = state.verifier.verify(token).await?;
+    // A uid that cannot name a document is no uid Firebase issues.
+    Users::path(&claims.sub).map_err(|_| AppError::Unauthenticated("invalid ID token".into()))?;
+    tracing::Span::current().record("uid", claims.sub.as_str());
+    // Count the request before any store work, so a flood costs us little.
+    rate_limit(state, req, &claims.sub).await?;
     let provider = claims
         .sign_in_provider
         .as_deref()

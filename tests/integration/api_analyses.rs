@@ -88,8 +88,8 @@ async fn lifecycle(app: TestApp) {
     problem(
         app.patch(&location, &token, &json!({"status": "processing"}))
             .await,
-        422,
-        "validation_failed",
+        409,
+        "conflict",
     )
     .await;
 
@@ -799,3 +799,139 @@ async fn page_fifty_costs_the_same_reads_as_page_one(app: TestApp) {
     );
 }
 crate::both_backends!(page_fifty_costs_the_same_reads_as_page_one);
+
+async fn if_match_on_missing_or_foreign_is_404(app: TestApp) {
+    let alice = app.token("im-alice");
+    let bob = app.token("im-bob");
+    let a = create(&app, &alice, &new_analysis("processing", "A")).await;
+    let path = format!("/v1/analyses/{}", a["analysisId"].as_str().unwrap());
+    for tag in [
+        "garbage",
+        "W/\"1.000000000\"",
+        "\"1.000000000\", \"2.000000000\"",
+        "*",
+    ] {
+        for target in ["/v1/analyses/nope", path.as_str()] {
+            let who = if target == path { &bob } else { &alice };
+            let res = app
+                .request(Method::DELETE, target, Some(who))
+                .header("if-match", tag)
+                .send()
+                .await
+                .unwrap();
+            problem(res, 404, "not_found").await;
+            let res = app
+                .request(Method::PATCH, target, Some(who))
+                .header("if-match", tag)
+                .json(&json!({"status": "failed"}))
+                .send()
+                .await
+                .unwrap();
+            problem(res, 404, "not_found").await;
+        }
+    }
+    // On the owner's existing analysis a tag that never matches is 412, `*` matches.
+    let res = app
+        .request(Method::DELETE, &path, Some(&alice))
+        .header("if-match", "garbage")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 412, "precondition_failed").await;
+    let res = app
+        .request(Method::DELETE, &path, Some(&alice))
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+crate::both_backends!(if_match_on_missing_or_foreign_is_404);
+
+async fn hostile_bodies_are_clear_4xx(app: TestApp) {
+    let token = app.token("hostile");
+    let send = |body: &str| {
+        app.request(Method::POST, "/v1/analyses", Some(&token))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    // An array where an object belongs, at the top or nested: 422 naming the place.
+    let p = problem(
+        send(r#"["x", "link", "P"]"#).await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "");
+    let mut b = new_analysis("processing", "P");
+    b["input"] = json!(["https://example.com/offer", "link", "P"]);
+    let p = problem(send(&b.to_string()).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "input");
+    // A number no float holds is a bad value, not bad syntax.
+    let mut b = new_analysis("completed", "P");
+    b["results"]["confidence"] = json!(0.5);
+    let text = b.to_string().replace("0.5", "1e400");
+    problem(send(&text).await.unwrap(), 422, "validation_failed").await;
+    let mut b = new_analysis("completed", "P");
+    b["results"]["processingTimeMs"] = json!(1.7e308);
+    let p = problem(send(&b.to_string()).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "results.processingTimeMs");
+    for req_id in [
+        "urn:uuid:6f1c1f5e-3d7a-4c47-9c7e-2f1d7c0f6a11",
+        "{6f1c1f5e-3d7a-4c47-9c7e-2f1d7c0f6a11}",
+        "6f1c1f5e3d7a4c479c7e2f1d7c0f6a11",
+    ] {
+        let mut b = new_analysis("processing", "P");
+        b["requestId"] = json!(req_id);
+        let p = problem(send(&b.to_string()).await.unwrap(), 422, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], "requestId");
+    }
+    // Nothing was stored.
+    let list = json_of(app.get("/v1/analyses", &token).await, 200).await;
+    assert_eq!(list["items"], json!([]));
+}
+crate::both_backends!(hostile_bodies_are_clear_4xx);
+
+#[tokio::test]
+async fn share_urls_use_the_configured_base_or_a_sane_host() {
+    use crate::app::{Backend, spawn_app_with};
+    let app = spawn_app_with(
+        Backend::Embedded,
+        &[("FUNNELFLOW_PUBLIC_URL", "https://api.funnelflow.test/")],
+    )
+    .await;
+    let token = app.token("url");
+    let a = create(&app, &token, &new_analysis("processing", "P")).await;
+    let share = format!("/v1/analyses/{}/share", a["analysisId"].as_str().unwrap());
+    let s = json_of(app.post(&share, &token, &json!({})).await, 200).await;
+    let t = s["shareToken"].as_str().unwrap();
+    assert_eq!(
+        s["url"],
+        format!("https://api.funnelflow.test/v1/shared/analyses/{t}")
+    );
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/shared/analyses/{t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-store");
+
+    // Without a configured base, forwarded headers are ignored unless the proxy is trusted.
+    let app = crate::app::spawn_app(Backend::Embedded).await;
+    let token = app.token("url");
+    let a = create(&app, &token, &new_analysis("processing", "P")).await;
+    let share = format!("/v1/analyses/{}/share", a["analysisId"].as_str().unwrap());
+    let res = app
+        .request(Method::POST, &share, Some(&token))
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "javascript")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let s = json_of(res, 200).await;
+    let url = s["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+}

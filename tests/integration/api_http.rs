@@ -14,8 +14,9 @@ async fn service_endpoints_answer() {
     let ready = json_of(app.client.get(app.url("/readyz")).send().await.unwrap(), 200).await;
     assert_eq!(ready["store"], "firestore");
     // Some traffic, then the metrics show it.
-    json_of(app.get("/v1/me", &app.token("m")).await, 200).await;
-    json_of(app.get("/v1/me", &app.token("m")).await, 200).await;
+    let token = app.token("m");
+    json_of(app.get("/v1/me", &token).await, 200).await;
+    json_of(app.get("/v1/me", &token).await, 200).await;
     let text = app
         .client
         .get(app.url("/metrics"))

@@ -61,6 +61,29 @@ async fn crud_and_validation(app: TestApp) {
         .await
         .unwrap();
     problem(res, 412, "precondition_failed").await;
+    // A characteristics part given replaces that part; the others are kept.
+    let p3 = json_of(
+        app.patch(
+            &path,
+            &token,
+            &json!({"characteristics": {"demographics": {"ageRange": "50+"}}}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        p3["characteristics"]["demographics"],
+        json!({"ageRange": "50+", "occupation": null, "income": null})
+    );
+    assert_eq!(
+        p3["characteristics"]["psychographics"],
+        p["characteristics"]["psychographics"]
+    );
+    assert_eq!(
+        p3["characteristics"]["behavior"],
+        p["characteristics"]["behavior"]
+    );
 
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": ""}), "name"),
@@ -233,6 +256,9 @@ async fn sorts_and_templates(app: TestApp) {
     let a = create(&app, &token, &new_persona("A")).await;
     let b = create(&app, &token, &new_persona("B")).await;
     let c = create(&app, &token, &new_persona("C")).await;
+    // Prime the caches, so the analyses below must invalidate them.
+    json_of(app.get("/v1/personas?sort=mostUsed", &token).await, 200).await;
+    json_of(app.get("/v1/personas?sort=recent", &token).await, 200).await;
     let names = |v: &Value| {
         v["items"]
             .as_array()

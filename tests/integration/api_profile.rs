@@ -154,6 +154,18 @@ async fn patches_only_allowed_fields(app: TestApp) {
         (json!({"name": ""}), "name", "length"),
         (json!({"name": "x".repeat(101)}), "name", "length"),
         (json!({"name": null}), "name", "required"),
+        (json!({"preferences": null}), "preferences", "required"),
+        (
+            json!({"preferences": {"theme": null}}),
+            "preferences.theme",
+            "required",
+        ),
+        (
+            json!({"preferences": {"emailNotifications": null}}),
+            "preferences.emailNotifications",
+            "required",
+        ),
+        (json!(["Hacker"]), "", "type"),
         (json!({"name": 42}), "name", "type"),
         (
             json!({"profileImage": "javascript:alert(1)"}),
