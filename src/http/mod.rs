@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Funnel Flow API", version = "1.0.0",
-        description = "Multi-tenant funnel analyses on Firestore. Errors are RFC 9457 problem+json."),
+        description = include_str!("../../docs/api-decisions.md")),
     paths(
         health::healthz, health::readyz, health::metrics, health::openapi,
         me::get_me, me::patch_me, me::get_subscription,

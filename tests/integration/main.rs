@@ -12,6 +12,7 @@ mod app;
 mod binary;
 mod indexes;
 mod migrations;
+mod openapi;
 mod readiness;
 mod store_contract;
 mod support;
