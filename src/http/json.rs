@@ -134,7 +134,30 @@ fn shape_error(path: &str, err: &serde_json::Error) -> FieldError {
     } else {
         "type"
     };
+    let msg = humanize(&msg);
     FieldError::new(field, code, msg)
+}
+
+/// Says "a number" where serde names a Rust type (`u32`, `f64`, …).
+fn humanize(msg: &str) -> String {
+    let mut out = msg.to_owned();
+    for (rust, plain) in [
+        ("expected u8", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        if let Some(rest) = out.strip_suffix(rust) {
+            out = format!("{rest}{plain}");
+        }
+    }
+    out
 }
 
 /// Flattens `validator` errors into API field paths (`results.analysis[0].score`).
