@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::freshness::Generations;
-use super::pagination::{CursorCodec, Page, PageRequest};
+use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::users::{self, Profile, Usage};
 use super::versioned::{self, Versioned};
 use super::{clock, personas};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{
-    self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value,
+    self, Direction, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value,
 };
 
 pub const COLLECTION: &str = "analyses";
@@ -426,7 +426,8 @@ pub struct Analyses {
     users: users::Users,
     personas: personas::Personas,
     metrics: Arc<Metrics>,
-    first_pages: Cache<(String, String), Arc<HistoryPage>>,
+    /// First history pages per filter set and limit (15 min).
+    first_pages: FirstPages<String, Analysis>,
     generations: Generations,
     trends: Cache<(String, u32, String), Arc<Trends>>,
 }
@@ -439,13 +440,6 @@ fn analysis_path(uid: &str, id: &str) -> AppResult<DocPath> {
 /// Ids from the URL that cannot be document ids are simply not found.
 fn path_or_404(uid: &str, id: &str) -> AppResult<DocPath> {
     analysis_path(uid, id).map_err(|_| AppError::NotFound)
-}
-
-fn decode(doc: &Doc) -> AppResult<Versioned<Analysis>> {
-    Ok(Versioned {
-        item: doc.decode()?,
-        version: doc.update_time,
-    })
 }
 
 impl Analyses {
@@ -464,11 +458,7 @@ impl Analyses {
             personas,
             metrics,
             generations: Generations::default(),
-            first_pages: Cache::builder()
-                .max_capacity(20_000)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build(),
+            first_pages: FirstPages::new("history_first_page", ttl),
             trends: Cache::builder()
                 .max_capacity(20_000)
                 .time_to_live(ttl)
@@ -479,9 +469,8 @@ impl Analyses {
 
     /// Drops this instance's cached pages and trends of `uid` (every write calls it before answering).
     pub async fn invalidate(&self, uid: &str) {
+        self.first_pages.invalidate(uid).await;
         self.generations.bump(uid).await;
-        let u = uid.to_owned();
-        let _ = self.first_pages.invalidate_entries_if(move |k, _| k.0 == u);
         let u = uid.to_owned();
         let _ = self.trends.invalidate_entries_if(move |k, _| k.0 == u);
     }
@@ -561,7 +550,7 @@ impl Analyses {
             .get(&analysis_path(uid, &analysis.analysis_id)?)
             .await?
             .ok_or(AppError::NotFound)?;
-        decode(&doc)
+        Versioned::decode(&doc)
     }
 
     pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Analysis>> {
@@ -570,7 +559,7 @@ impl Analyses {
             .get(&path_or_404(uid, id)?)
             .await?
             .ok_or(AppError::NotFound)?;
-        decode(&doc)
+        Versioned::decode(&doc)
     }
 
     /// One page of history, newest first. First pages are cached per filter set.
@@ -580,29 +569,16 @@ impl Analyses {
         filter: &HistoryFilter,
         page: &PageRequest,
     ) -> AppResult<Arc<HistoryPage>> {
-        let binding = format!("{uid}|analyses|{}", filter.canonical());
-        let cache_key = (uid.to_owned(), format!("{}|{}", filter.canonical(), page.limit));
-        if page.is_first() {
-            if let Some(p) = self.first_pages.get(&cache_key).await {
-                self.metrics.cache_hit("history_first_page");
-                return Ok(p);
-            }
-            self.metrics.cache_miss("history_first_page");
-        }
-        let generation = self.generations.current(uid).await;
-        let q = history_query(&users::Users::path(uid)?, filter);
-        let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
-        let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
-        let page_out = Arc::new(Page {
-            items,
-            next_cursor: next,
-        });
-        if page.is_first() {
-            self.generations
-                .insert_if_fresh(uid, generation, &self.first_pages, cache_key, page_out.clone())
-                .await;
-        }
-        Ok(page_out)
+        let key = format!("{}|{}", filter.canonical(), page.limit);
+        let fetch = async {
+            let binding = format!("{uid}|analyses|{}", filter.canonical());
+            let q = history_query(&users::Users::path(uid)?, filter);
+            let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
+            decode_page(&docs, next)
+        };
+        self.first_pages
+            .get_or_fetch(uid, key, page, &self.metrics, fetch)
+            .await
     }
 
     /// Completes (`completed` with results) or fails a `processing` analysis; other transitions 409.
@@ -696,7 +672,7 @@ impl Analyses {
         let (mut items, mut missing) = (Vec::new(), Vec::new());
         for (id, path) in unique.into_iter().zip(paths) {
             match path.and(found.next()).flatten() {
-                Some(d) => items.push(decode(&d)?.item),
+                Some(d) => items.push(Versioned::decode(&d)?.item),
                 None => missing.push(id.clone()),
             }
         }

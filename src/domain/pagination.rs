@@ -11,7 +11,17 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use serde::de::DeserializeOwned;
+
+use super::freshness::Generations;
+use super::versioned::Versioned;
 use crate::error::{AppError, AppResult};
+use crate::metrics::Metrics;
 use crate::store::value::ValueType;
 use crate::store::{self, Cursor, Doc, DocPath, Query, Store, Value, value};
 
@@ -195,6 +205,80 @@ fn from_wire(w: WireValue) -> Value {
         },
         WireValue::S(s) => value::string(s),
     }
+}
+
+/// First pages of each user's lists, cached per instance (deeper pages always
+/// read the store: a cursor already says where they start). A fill never
+/// outlives an invalidation that raced it.
+#[derive(Clone)]
+pub struct FirstPages<K, T> {
+    /// The cache's name in metrics.
+    name: &'static str,
+    cache: Cache<(String, K), Arc<Page<Versioned<T>>>>,
+    generations: Generations,
+}
+
+impl<K, T> FirstPages<K, T>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
+    pub fn new(name: &'static str, ttl: Duration) -> Self {
+        Self {
+            name,
+            cache: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            generations: Generations::default(),
+        }
+    }
+
+    /// Drops `uid`'s cached pages on this instance.
+    pub async fn invalidate(&self, uid: &str) {
+        self.generations.bump(uid).await;
+        let u = uid.to_owned();
+        let _ = self.cache.invalidate_entries_if(move |k, _| k.0 == u);
+    }
+
+    /// The page from the cache when it is a first page, else from `fetch`.
+    pub async fn get_or_fetch(
+        &self,
+        uid: &str,
+        key: K,
+        page: &PageRequest,
+        metrics: &Metrics,
+        fetch: impl Future<Output = AppResult<Page<Versioned<T>>>>,
+    ) -> AppResult<Arc<Page<Versioned<T>>>> {
+        if !page.is_first() {
+            return Ok(Arc::new(fetch.await?));
+        }
+        let key = (uid.to_owned(), key);
+        if let Some(p) = self.cache.get(&key).await {
+            metrics.cache_hit(self.name);
+            return Ok(p);
+        }
+        metrics.cache_miss(self.name);
+        let generation = self.generations.current(uid).await;
+        let out = Arc::new(fetch.await?);
+        self.generations
+            .insert_if_fresh(uid, generation, &self.cache, key, out.clone())
+            .await;
+        Ok(out)
+    }
+}
+
+/// Decodes a page of documents.
+pub fn decode_page<T: DeserializeOwned>(
+    docs: &[Doc],
+    next_cursor: Option<String>,
+) -> AppResult<Page<Versioned<T>>> {
+    let items = docs
+        .iter()
+        .map(Versioned::decode)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(Page { items, next_cursor })
 }
 
 #[cfg(test)]

@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use firestore::FirestoreTimestamp;
 use futures::FutureExt;
-use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use super::freshness::Generations;
-use super::pagination::{CursorCodec, Page, PageRequest};
+use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::users;
 use super::versioned::{self, Versioned};
 use crate::error::{AppError, AppResult, FieldError};
@@ -243,13 +241,6 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
     ]
 }
 
-fn decode(doc: &Doc) -> AppResult<Versioned<Persona>> {
-    Ok(Versioned {
-        item: doc.decode()?,
-        version: doc.update_time,
-    })
-}
-
 /// Writes clearing `isDefault` on every other default persona among `docs`.
 fn clear_defaults(docs: &[Doc], keep: &DocPath, now: jiff::Timestamp) -> Vec<Write> {
     docs.iter()
@@ -273,8 +264,7 @@ pub struct Personas {
     cursors: CursorCodec,
     metrics: Arc<Metrics>,
     /// First pages per (uid, sort, limit), 30 min.
-    lists: Cache<(String, Sort, u32), Arc<PersonaPage>>,
-    generations: Generations,
+    lists: FirstPages<(Sort, u32), Persona>,
 }
 
 pub type PersonaPage = Page<Versioned<Persona>>;
@@ -285,20 +275,13 @@ impl Personas {
             store,
             cursors,
             metrics,
-            lists: Cache::builder()
-                .max_capacity(20_000)
-                .time_to_live(Duration::from_secs(30 * 60))
-                .support_invalidation_closures()
-                .build(),
-            generations: Generations::default(),
+            lists: FirstPages::new("persona_lists", Duration::from_secs(30 * 60)),
         }
     }
 
     /// Drops this instance's cached lists of `uid` (every write calls it before answering).
     pub async fn invalidate(&self, uid: &str) {
-        self.generations.bump(uid).await;
-        let u = uid.to_owned();
-        let _ = self.lists.invalidate_entries_if(move |k, _| k.0 == u);
+        self.lists.invalidate(uid).await;
     }
 
     pub async fn create(&self, uid: &str, new: NewPersona) -> AppResult<Versioned<Persona>> {
@@ -360,33 +343,19 @@ impl Personas {
             .get(&path_or_404(uid, id)?)
             .await?
             .ok_or(AppError::NotFound)?;
-        decode(&doc)
+        Versioned::decode(&doc)
     }
 
     pub async fn list(&self, uid: &str, sort: Sort, page: &PageRequest) -> AppResult<Arc<PersonaPage>> {
-        let key = (uid.to_owned(), sort, page.limit);
-        if page.is_first() {
-            if let Some(p) = self.lists.get(&key).await {
-                self.metrics.cache_hit("persona_lists");
-                return Ok(p);
-            }
-            self.metrics.cache_miss("persona_lists");
-        }
-        let binding = format!("{uid}|personas|sort={}", sort.as_str());
-        let generation = self.generations.current(uid).await;
-        let q = list_query(&users::Users::path(uid)?, sort);
-        let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
-        let items = docs.iter().map(decode).collect::<AppResult<Vec<_>>>()?;
-        let out = Arc::new(Page {
-            items,
-            next_cursor: next,
-        });
-        if page.is_first() {
-            self.generations
-                .insert_if_fresh(uid, generation, &self.lists, key, out.clone())
-                .await;
-        }
-        Ok(out)
+        let fetch = async {
+            let binding = format!("{uid}|personas|sort={}", sort.as_str());
+            let q = list_query(&users::Users::path(uid)?, sort);
+            let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
+            decode_page(&docs, next)
+        };
+        self.lists
+            .get_or_fetch(uid, (sort, page.limit), page, &self.metrics, fetch)
+            .await
     }
 
     pub async fn patch(

@@ -11,6 +11,16 @@ pub struct Versioned<T> {
     pub version: store::Timestamp,
 }
 
+impl<T: serde::de::DeserializeOwned> Versioned<T> {
+    /// A stored document with its update time.
+    pub fn decode(doc: &store::Doc) -> AppResult<Self> {
+        Ok(Self {
+            item: doc.decode()?,
+            version: doc.update_time,
+        })
+    }
+}
+
 /// Deletes `path` honouring `If-Match`: missing (or another tenant's) is 404,
 /// a stale version 412; without `If-Match` the delete just happens.
 pub async fn delete(store: &dyn Store, path: DocPath, if_match: Precondition, what: &str) -> AppResult<()> {
