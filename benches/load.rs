@@ -513,35 +513,33 @@ impl HttpWorker {
 }
 
 impl Worker for HttpWorker {
-    fn call(&mut self) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            if self.conn.is_none() {
-                self.conn = Some(HttpConn::connect(self.addr).await?);
+    async fn call(&mut self) -> Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(HttpConn::connect(self.addr).await?);
+        }
+        let generated;
+        let req: &[u8] = match self.requests.as_ref() {
+            Requests::Fixed(r) => r,
+            Requests::Each(make) => {
+                generated = make();
+                &generated
             }
-            let generated;
-            let req: &[u8] = match self.requests.as_ref() {
-                Requests::Fixed(r) => r,
-                Requests::Each(make) => {
-                    generated = make();
-                    &generated
-                }
-            };
-            let Some(conn) = self.conn.as_mut() else {
-                bail!("no connection");
-            };
-            match conn.roundtrip(req).await {
-                Ok(200) => Ok(()),
-                Ok(status) => {
-                    let body = String::from_utf8_lossy(conn.body())
-                        .chars()
-                        .take(300)
-                        .collect::<String>();
-                    Err(anyhow!("HTTP {status}: {body}"))
-                }
-                Err(e) => {
-                    self.conn = None;
-                    Err(e.into())
-                }
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            bail!("no connection");
+        };
+        match conn.roundtrip(req).await {
+            Ok(200) => Ok(()),
+            Ok(status) => {
+                let body = String::from_utf8_lossy(conn.body())
+                    .chars()
+                    .take(300)
+                    .collect::<String>();
+                Err(anyhow!("HTTP {status}: {body}"))
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e.into())
             }
         }
     }
@@ -555,14 +553,12 @@ struct ReqwestWorker {
 }
 
 impl Worker for ReqwestWorker {
-    fn call(&mut self) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let res = self.client.get(&self.url).bearer_auth(&self.token).send().await?;
-            let status = res.status();
-            let _ = res.bytes().await?;
-            ensure!(status == 200, "HTTP {status}");
-            Ok(())
-        }
+    async fn call(&mut self) -> Result<()> {
+        let res = self.client.get(&self.url).bearer_auth(&self.token).send().await?;
+        let status = res.status();
+        let _ = res.bytes().await?;
+        ensure!(status == 200, "HTTP {status}");
+        Ok(())
     }
 }
 
@@ -574,19 +570,17 @@ struct RawGet {
 }
 
 impl Worker for RawGet {
-    fn call(&mut self) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let doc = self
-                .db
-                .fluent()
-                .select()
-                .by_id_in("analyses")
-                .parent(&self.parent)
-                .one(&self.id)
-                .await?;
-            ensure!(doc.is_some(), "the document is missing");
-            Ok(())
-        }
+    async fn call(&mut self) -> Result<()> {
+        let doc = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in("analyses")
+            .parent(&self.parent)
+            .one(&self.id)
+            .await?;
+        ensure!(doc.is_some(), "the document is missing");
+        Ok(())
     }
 }
 
@@ -624,12 +618,10 @@ impl RawQuery {
 }
 
 impl Worker for RawQuery {
-    fn call(&mut self) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let docs = self.run().await?;
-            ensure!(docs.len() == self.limit as usize, "got {} documents", docs.len());
-            Ok(())
-        }
+    async fn call(&mut self) -> Result<()> {
+        let docs = self.run().await?;
+        ensure!(docs.len() == self.limit as usize, "got {} documents", docs.len());
+        Ok(())
     }
 }
 
@@ -658,8 +650,15 @@ impl Run {
         f64::from(self.lat_us[i]) / 1000.0
     }
 
-    /// Two runs of the same scenario as one (their windows and samples added).
+    /// Two runs of the same scenario as one (their windows and samples added); the name
+    /// keeps each run's throughput.
     fn merge(mut self, other: Run) -> Run {
+        self.name = format!(
+            "{} (2 runs: {:.0} + {:.0} req/s)",
+            self.name,
+            self.rps(),
+            other.rps()
+        );
         let (a, b) = (self.secs, other.secs);
         let w = |x: f64, y: f64| (x * a + y * b) / (a + b);
         self.cpu = CpuUse {
@@ -1007,6 +1006,31 @@ async fn cold_start() -> Result<ColdStart> {
     Ok(out)
 }
 
+/// With `LOAD_BENCH_PERF=1`, a `perf record` of process `pid` for the length of a scenario
+/// (into `target/tmp/load-bench/perf-LABEL.data`). Sampling costs CPU: a profiled run's figures
+/// are for attribution, not for the table.
+fn perf_start(label: &str, pid: u32, t: &Timing) -> Option<Proc> {
+    std::env::var_os("LOAD_BENCH_PERF")?;
+    let file = out_dir().join(format!("perf-{label}.data"));
+    let secs = (t.warmup + t.measure).as_secs_f64();
+    let child = Command::new("perf")
+        .args(["record", "-q", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+        .arg(&file)
+        .args(["-p", &pid.to_string(), "--", "sleep", &format!("{secs:.1}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Proc { child })
+}
+
+fn perf_finish(p: Option<Proc>) {
+    if let Some(mut p) = p {
+        let _ = p.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The benchmark
 
@@ -1170,14 +1194,19 @@ async fn bench() -> Result<()> {
 
     // Warm the emulator's JIT and both clients before anything is measured.
     let warm = Timing {
-        warmup: Duration::from_secs(2),
+        warmup: Duration::from_secs(4),
         measure: Duration::from_secs(1),
     };
     run_load("warm-up: raw get", raw_gets(conc), &warm, pids).await?;
+    // The emulator's query path takes longest to reach its steady speed.
+    let warm_query = Timing {
+        warmup: Duration::from_secs(9),
+        measure: Duration::from_secs(1),
+    };
     run_load(
         "warm-up: raw query",
         raw_queries(conc, &raw_after_page1),
-        &warm,
+        &warm_query,
         pids,
     )
     .await?;
@@ -1199,12 +1228,22 @@ async fn bench() -> Result<()> {
     let mut runs: Vec<Run> = Vec::new();
 
     // (a) cached GET /v1/me
+    let perf = perf_start("me", svc.pid(), &timing);
     let me_main = run_load("GET /v1/me (cached)", http(conc, &me_req), &timing, pids).await?;
+    perf_finish(perf);
     for n in [1, 8, 128] {
         if n != conc {
             runs.push(run_load("GET /v1/me (cached)", http(n, &me_req), &short, pids).await?);
         }
     }
+    let healthz_req = Arc::new(get_request("/healthz", None));
+    let healthz = run_load(
+        "GET /healthz (HTTP stack only)",
+        http(conc, &healthz_req),
+        &short,
+        pids,
+    )
+    .await?;
     let reqwest_workers = (0..conc)
         .map(|_| ReqwestWorker {
             client: client.clone(),
@@ -1224,6 +1263,7 @@ async fn bench() -> Result<()> {
 
     // (b) uncached single get vs the emulator's get: A B B A, so neither side gets the warmer JIT.
     let raw_get_a = run_load("emulator get (firestore crate)", raw_gets(conc), &timing, pids).await?;
+    let perf = perf_start("get", svc.pid(), &timing);
     let svc_get_a = run_load(
         "GET /v1/analyses/{id} (uncached)",
         http(conc, &get_req),
@@ -1231,6 +1271,7 @@ async fn bench() -> Result<()> {
         pids,
     )
     .await?;
+    perf_finish(perf);
     let svc_get_b = run_load(
         "GET /v1/analyses/{id} (uncached)",
         http(conc, &get_req),
@@ -1250,6 +1291,7 @@ async fn bench() -> Result<()> {
         pids,
     )
     .await?;
+    let perf = perf_start("history", svc.pid(), &timing);
     let svc_q_a = run_load(
         "GET /v1/analyses?limit=20 page 2 (uncached)",
         http(conc, &page2_req),
@@ -1257,6 +1299,7 @@ async fn bench() -> Result<()> {
         pids,
     )
     .await?;
+    perf_finish(perf);
     let svc_q_b = run_load(
         "GET /v1/analyses?limit=20 page 2 (uncached)",
         http(conc, &page2_req),
@@ -1349,7 +1392,7 @@ async fn bench() -> Result<()> {
         ..pids
     };
     let me_quiet = run_load(
-        "GET /v1/me (cached), RUST_LOG=warn",
+        "GET /v1/me (cached), RUST_LOG=warn (no request span)",
         HttpWorker::many(conc, quiet.addr, Requests::Fixed(me_req.clone())),
         &timing,
         quiet_pids,
@@ -1382,13 +1425,14 @@ async fn bench() -> Result<()> {
         "| scenario | conn | req/s | p50 ms | p99 ms | errors | CPU cores: service / emulator / bench | machine busy | service CPU µs/req |\n\
          |---|---:|---:|---:|---:|---:|---|---:|---:|\n",
     );
-    let mut table: Vec<&Run> = vec![&me_main];
+    let mut table: Vec<&Run> = vec![&healthz, &me_main];
     table.extend(runs.iter());
     table.push(&me_quiet);
     table.extend([&raw_get, &svc_get, &raw_q, &svc_q, &svc_first_cached]);
     table.extend([&d_p1, &d_p2, &d_p50, &d_raw2, &d_raw50, &d_svc50c]);
     for r in table {
-        let per_req = if r.cpu.service > 0.0 && r.rps() > 0.0 {
+        // The emulator-only rows leave the service idle.
+        let per_req = if r.cpu.service > 0.05 && r.rps() > 0.0 {
             format!("{:.0}", r.cpu.service * 1e6 / r.rps())
         } else {
             "–".to_owned()
@@ -1414,7 +1458,7 @@ async fn bench() -> Result<()> {
         "\nRatios: uncached get {:.0}% of the emulator's get ({:.0} vs {:.0} req/s); uncached history page \
          {:.0}% of the raw query ({:.0} vs {:.0} req/s); page 50 / page 2 p50 latency {:.2} \
          ({:.3} vs {:.3} ms), page 50 / uncached page 1 {:.2}, emulator alone page 50 / page 2 {:.2}; \
-         /v1/me with request logs off: {:.0} req/s ({:+.0}%).",
+         /v1/me with RUST_LOG=warn (request span off): {:.0} req/s ({:+.0}%); GET /healthz (no auth, no store): {:.0} req/s.",
         get_ratio * 100.0,
         svc_get.rps(),
         raw_get.rps(),
@@ -1428,6 +1472,7 @@ async fn bench() -> Result<()> {
         raw_depth_ratio,
         me_quiet.rps(),
         (me_quiet.rps() / me_main.rps() - 1.0) * 100.0,
+        healthz.rps(),
     );
     let _ = writeln!(
         md,
