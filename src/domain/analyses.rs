@@ -605,13 +605,7 @@ impl Analyses {
                 };
                 let docs = tx.get_all(&reads).await?;
                 let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
-                if let Precondition::UpdateTime(v) = if_match
-                    && v != doc.update_time
-                {
-                    return Err(AppError::PreconditionFailed(
-                        "the analysis was changed by another request".into(),
-                    ));
-                }
+                versioned::check_version(&if_match, &doc, "analysis")?;
                 let mut a: Analysis = doc.decode()?;
                 if a.metadata.status != Status::Processing || c.status == Status::Processing {
                     return Err(AppError::Conflict(format!(

@@ -372,13 +372,7 @@ impl Personas {
             let (path, user, patch, if_match) = (path.clone(), user.clone(), patch.clone(), if_match.clone());
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
-                if let Precondition::UpdateTime(v) = if_match
-                    && v != doc.update_time
-                {
-                    return Err(AppError::PreconditionFailed(
-                        "the persona was changed by another request".into(),
-                    ));
-                }
+                versioned::check_version(&if_match, &doc, "persona")?;
                 let now = value::now();
                 let mut fields = Fields::new();
                 let mut mask = vec!["metadata.updatedAt".to_owned()];
@@ -425,7 +419,7 @@ impl Personas {
                 writes.push(
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
                 );
-                Ok(TxOutcome::new(writes, ()))
+                Ok::<_, AppError>(TxOutcome::new(writes, ()))
             }
             .boxed()
         })

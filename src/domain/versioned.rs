@@ -21,6 +21,16 @@ impl<T: serde::de::DeserializeOwned> Versioned<T> {
     }
 }
 
+/// `If-Match` against a document read in a transaction: 412 when it moved on.
+pub fn check_version(if_match: &Precondition, doc: &store::Doc, what: &str) -> AppResult<()> {
+    match if_match {
+        Precondition::UpdateTime(v) if *v != doc.update_time => Err(AppError::PreconditionFailed(format!(
+            "the {what} was changed by another request"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Deletes `path` honouring `If-Match`: missing (or another tenant's) is 404,
 /// a stale version 412; without `If-Match` the delete just happens.
 pub async fn delete(store: &dyn Store, path: DocPath, if_match: Precondition, what: &str) -> AppResult<()> {

@@ -17,15 +17,7 @@ async fn service_endpoints_answer() {
     let token = app.token("m");
     json_of(app.get("/v1/me", &token).await, 200).await;
     json_of(app.get("/v1/me", &token).await, 200).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("funnelflow_http_requests_total{method=\"GET\",route=\"/v1/me\",status=\"200\"} 2"),
         "{text}"
@@ -239,15 +231,7 @@ async fn rate_limits_per_principal_with_ietf_fields() {
         app.client.get(app.url("/healthz")).send().await.unwrap().status(),
         200
     );
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("funnelflow_rate_limit_rejections_total{policy=\"default\"} 1"),
         "{text}"

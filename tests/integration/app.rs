@@ -65,6 +65,18 @@ impl TestApp {
         funnelflow::auth::sign_claims(DEV_PRIVATE_KEY_PEM, "dev", claims).expect("sign test token")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
