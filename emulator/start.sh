@@ -19,12 +19,13 @@ set -euo pipefail
 
 readonly DEFAULT_BIN=/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator
 readonly JAR_NAME=cloud-firestore-emulator.jar
-readonly MAIN_CLASS=com.google.cloud.datastore.emulator.firestore.CloudFirestore
 readonly HOST=127.0.0.1
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 readonly SCRIPT_DIR REPO_ROOT
+# shellcheck source=emulator/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 log() { printf 'emulator: %s\n' "$*" >&2; }
 die() {
@@ -102,28 +103,6 @@ find_java() {
     exit 1
   fi
   printf '%s\n' "$java"
-}
-
-# True if $1 is a live (not zombie) process. The parent of a detached emulator may not reap it promptly.
-alive() {
-  local pid=$1 stat
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/stat ]]; then
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-  fi
-}
-
-# True if $1 is a Firestore emulator JVM (guards against a recycled pid).
-is_emulator() {
-  local cmd
-  if [[ -r /proc/$1/cmdline ]]; then
-    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  else
-    cmd=$(ps -o command= -p "$1" 2>/dev/null) || return 1
-  fi
-  [[ $cmd == *"$MAIN_CLASS"* ]]
 }
 
 answers() {

@@ -9,38 +9,17 @@
 # Nothing running is not an error.
 set -euo pipefail
 
-readonly MAIN_CLASS=com.google.cloud.datastore.emulator.firestore.CloudFirestore
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 readonly SCRIPT_DIR REPO_ROOT
+# shellcheck source=emulator/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 log() { printf 'emulator: %s\n' "$*" >&2; }
 die() {
   log "$*"
   exit 1
-}
-
-# True if $1 is a live (not zombie) process.
-alive() {
-  local pid=$1 stat
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/stat ]]; then
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat%% *} != Z ]]
-  fi
-}
-
-# True if $1 is a Firestore emulator JVM (guards against a recycled pid).
-is_emulator() {
-  local cmd
-  if [[ -r /proc/$1/cmdline ]]; then
-    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  else
-    cmd=$(ps -o command= -p "$1" 2>/dev/null) || return 1
-  fi
-  [[ $cmd == *"$MAIN_CLASS"* ]]
 }
 
 # Signals the process group led by $1 if it leads one (start.sh makes it a session leader),
