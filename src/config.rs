@@ -108,7 +108,8 @@ pub struct Config {
     pub project_id: String,
     pub emulator_host: Option<String>,
     pub database: String,
-    /// Per-call deadline for store requests, so a hung store never hangs a request.
+    /// The one deadline of a request's whole store time (every call, retry and
+    /// backoff), so a hung store answers 503 in time; outside a request, of each call.
     pub store_timeout: Duration,
     pub auth: AuthMode,
     pub dev_private_key_pem: String,
@@ -179,9 +180,12 @@ impl Config {
                     ))
                 })?)
             }
-            None => Duration::from_secs(10),
+            // Under the 10 s within which API.md wants a 503 when the store hangs.
+            None => Duration::from_secs(8),
         };
 
+        // A real Firestore (not the emulator): production data, never dev credentials.
+        let real_firestore = store == StoreKind::Firestore && emulator_host.is_none();
         let auth_mode = match var("FUNNELFLOW_AUTH").as_deref() {
             Some("firebase") => "firebase",
             Some("dev") => "dev",
@@ -190,7 +194,9 @@ impl Config {
                     "FUNNELFLOW_AUTH must be `firebase` or `dev`, got {other:?}"
                 )));
             }
-            None if on_cloud_run => "firebase",
+            // Dev tokens can be minted by anyone holding the public dev key pair:
+            // the default only where the data is local (embedded store or emulator).
+            None if on_cloud_run || real_firestore => "firebase",
             None => "dev",
         };
         let read_pem = |var_name: &str, default: &str| -> Result<String, ConfigError> {
@@ -203,6 +209,9 @@ impl Config {
         let auth = if auth_mode == "dev" {
             if on_cloud_run {
                 return Err(err("FUNNELFLOW_AUTH=dev is refused on Cloud Run (K_SERVICE is set): dev tokens can be minted by anyone".into()));
+            }
+            if real_firestore {
+                return Err(err("FUNNELFLOW_AUTH=dev is refused against a real Firestore (FUNNELFLOW_STORE=firestore without FIRESTORE_EMULATOR_HOST): dev tokens can be minted by anyone; use FUNNELFLOW_AUTH=firebase".into()));
             }
             AuthMode::Dev {
                 public_key_pem: read_pem("FUNNELFLOW_DEV_AUTH_KEY", DEV_PUBLIC_KEY_PEM)?,
@@ -218,7 +227,13 @@ impl Config {
             Some(s) if s.len() < 32 => {
                 return Err(err("FUNNELFLOW_SECRET must be at least 32 characters".into()));
             }
+            Some(s) if s == DEV_SECRET && (real_firestore || on_cloud_run) => {
+                return Err(err("FUNNELFLOW_SECRET is the built-in development value, refused against a real Firestore or on Cloud Run; set it to a random value of at least 32 characters".into()));
+            }
             Some(s) => (Secret::new(s), false),
+            None if real_firestore => {
+                return Err(err("FUNNELFLOW_SECRET is required against a real Firestore (FUNNELFLOW_STORE=firestore without FIRESTORE_EMULATOR_HOST): it signs cursors and peppers API-key hashes; set it to a random value of at least 32 characters".into()));
+            }
             None if matches!(auth, AuthMode::Firebase { .. }) => {
                 return Err(err("FUNNELFLOW_AUTH=firebase requires FUNNELFLOW_SECRET (it signs cursors and peppers API-key hashes); set it to a random value of at least 32 characters".into()));
             }
@@ -382,6 +397,81 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    /// Where the data lives, as the environment says it.
+    const EMBEDDED: &[(&str, &str)] = &[];
+    const EMULATOR: &[(&str, &str)] = &[("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8086")];
+    const REAL_BY_PROJECT: &[(&str, &str)] = &[("GOOGLE_CLOUD_PROJECT", "prod")];
+    const REAL_EXPLICIT: &[(&str, &str)] = &[
+        ("FUNNELFLOW_STORE", "firestore"),
+        ("GOOGLE_CLOUD_PROJECT", "prod"),
+    ];
+
+    /// `FUNNELFLOW_AUTH` (`None`: unset) and `FUNNELFLOW_SECRET` on top of `store`.
+    fn combo(store: &[(&str, &str)], auth: Option<&str>, secret: Option<&str>) -> Result<Config, String> {
+        let mut pairs = store.to_vec();
+        pairs.extend(auth.map(|a| ("FUNNELFLOW_AUTH", a)));
+        pairs.extend(secret.map(|s| ("FUNNELFLOW_SECRET", s)));
+        cfg(&pairs).map_err(|e| e.0)
+    }
+
+    fn is_dev(c: &Config) -> bool {
+        matches!(c.auth, AuthMode::Dev { .. })
+    }
+
+    #[test]
+    fn dev_auth_is_the_default_only_where_the_data_is_local() {
+        let secret = "s".repeat(32);
+        for store in [EMBEDDED, EMULATOR] {
+            for s in [None, Some(secret.as_str())] {
+                let c = combo(store, None, s).unwrap_or_else(|e| panic!("{store:?} {s:?}: {e}"));
+                assert!(is_dev(&c), "{store:?}");
+                assert_eq!(c.secret_is_default, s.is_none());
+                let c = combo(store, Some("dev"), s).unwrap_or_else(|e| panic!("{store:?}: {e}"));
+                assert!(is_dev(&c));
+                // The development secret is fine where the data is local.
+                assert!(combo(store, Some("dev"), Some(DEV_SECRET)).is_ok());
+            }
+            // firebase needs a real secret wherever it runs.
+            let e = combo(store, Some("firebase"), None).err().unwrap_or_default();
+            assert!(e.contains("FUNNELFLOW_SECRET"), "{e}");
+            let c = combo(store, Some("firebase"), Some(&secret));
+            assert!(c.is_ok_and(|c| !is_dev(&c) && !c.secret_is_default));
+        }
+        for store in [REAL_BY_PROJECT, REAL_EXPLICIT] {
+            let c = combo(store, None, Some(&secret)).unwrap_or_else(|e| panic!("{store:?}: {e}"));
+            assert_eq!(c.store, StoreKind::Firestore);
+            assert!(!is_dev(&c), "a real Firestore defaults to firebase");
+            assert!(combo(store, Some("firebase"), Some(&secret)).is_ok_and(|c| !is_dev(&c)));
+        }
+    }
+
+    #[test]
+    fn a_real_firestore_refuses_dev_auth_and_the_development_secret() {
+        let secret = "s".repeat(32);
+        for store in [REAL_BY_PROJECT, REAL_EXPLICIT] {
+            for s in [None, Some(secret.as_str()), Some(DEV_SECRET)] {
+                let e = combo(store, Some("dev"), s).err().unwrap_or_default();
+                assert!(e.contains("FUNNELFLOW_AUTH=dev"), "{store:?} {s:?}: {e}");
+            }
+            for auth in [None, Some("firebase")] {
+                let e = combo(store, auth, None).err().unwrap_or_default();
+                assert!(e.contains("FUNNELFLOW_SECRET"), "{store:?} {auth:?}: {e}");
+                let e = combo(store, auth, Some(DEV_SECRET)).err().unwrap_or_default();
+                assert!(
+                    e.contains("FUNNELFLOW_SECRET") && e.contains("development"),
+                    "{store:?} {auth:?}: {e}"
+                );
+            }
+        }
+        // The emulator is not a real Firestore, even with a project id set.
+        let mut emulator_with_project = EMULATOR.to_vec();
+        emulator_with_project.push(("GOOGLE_CLOUD_PROJECT", "demo-x"));
+        assert!(combo(&emulator_with_project, None, None).is_ok_and(|c| is_dev(&c)));
+        // An explicit embedded store with a project id set is local too.
+        let embedded_with_project = [("FUNNELFLOW_STORE", "embedded"), ("GOOGLE_CLOUD_PROJECT", "p")];
+        assert!(combo(&embedded_with_project, None, None).is_ok_and(|c| is_dev(&c)));
     }
 
     #[test]
