@@ -10,6 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use tracing::Instrument;
 
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::request_id::RequestId;
@@ -21,7 +22,10 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
+    // Metric labels take values from fixed sets only (a client must not be able
+    // to create series): a route pattern of ours or `unmatched`, a standard method or `other`.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method_label = method_label(req.method());
     let method = req.method().to_string();
     let request_id = req
         .extensions()
@@ -64,7 +68,7 @@ pub async fn middleware(
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
     if let Some(m) = metrics {
-        m.observe_http(&route, &method, status, started);
+        m.observe_http(&route, method_label, status, started);
     }
     span.in_scope(|| {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -78,4 +82,18 @@ pub async fn middleware(
         }
     });
     res
+}
+
+/// The `method` label: the standard methods by name, anything else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }

@@ -237,3 +237,54 @@ async fn rate_limits_per_principal_with_ietf_fields() {
         "{text}"
     );
 }
+
+/// Metric labels come from fixed sets: custom methods and unknown paths, which
+/// any unauthenticated client can send, must not create series.
+#[tokio::test]
+async fn hostile_methods_and_paths_create_no_metric_series() {
+    let app = spawn_app(Backend::Embedded).await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("funnelflow_http_"))
+            .count()
+    };
+    let hostile = |round: &str, i: usize| {
+        let method = Method::from_bytes(format!("X{round}{i}").as_bytes()).unwrap();
+        let paths = [
+            "/v1/me".to_owned(),
+            format!("/no/such/{round}/{i}"),
+            format!("/v1/analyses/{round}{i}/nope"),
+        ];
+        let requests: Vec<_> = paths
+            .into_iter()
+            .flat_map(|p| {
+                [
+                    app.client.request(method.clone(), app.url(&p)).send(),
+                    app.client.get(app.url(&p)).send(),
+                ]
+            })
+            .collect();
+        futures::future::join_all(requests)
+    };
+    app.metrics_text().await; // the scrape's own series exists from now on
+    for i in 0..3 {
+        for res in hostile("a", i).await {
+            assert!(res.unwrap().status().is_client_error());
+        }
+    }
+    let before = app.metrics_text().await;
+    for i in 0..40 {
+        for res in hostile("b", i).await {
+            assert!(res.unwrap().status().is_client_error());
+        }
+    }
+    let after = app.metrics_text().await;
+    assert_eq!(series(&before), series(&after), "new series appeared:\n{after}");
+    assert!(!after.contains("Xb"), "{after}");
+    assert!(
+        after.contains("funnelflow_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 86"),
+        "{after}"
+    );
+    assert!(after.contains("method=\"other\",route=\"/v1/me\",status=\"405\""), "{after}");
+    assert!(after.contains("method=\"GET\",route=\"unmatched\",status=\"404\""), "{after}");
+}
