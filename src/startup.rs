@@ -17,6 +17,7 @@ use crate::http;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::store::deadline::Deadlined;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::instrumented::Instrumented;
 use crate::store::lazy::LazyFirestore;
@@ -82,6 +83,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(http::configure)
+                .wrap(from_fn(http::deadline::middleware))
                 .wrap(http::problems::error_handlers())
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(http::observe::middleware))
@@ -108,8 +110,9 @@ impl Application {
     }
 }
 
-/// The configured store, wrapped with latency metrics. Firestore connects
-/// lazily and keeps retrying, so the service starts even while it is down.
+/// The configured store, bounded by the request deadline and wrapped with
+/// latency metrics. Firestore connects in the background and keeps retrying,
+/// so the service starts even while it is down.
 pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
     let inner: Arc<dyn Store> = match config.store {
         StoreKind::Embedded => {
@@ -127,7 +130,7 @@ pub fn open_store(config: &Config, metrics: Arc<Metrics>) -> Arc<dyn Store> {
             ))
         }
     };
-    Instrumented::wrap(inner, metrics)
+    Instrumented::wrap(Deadlined::wrap(inner, config.store_timeout), metrics)
 }
 
 fn cors(origins: &[String]) -> Cors {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::domain::idempotency::{self, Claim, StoredResponse};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::store::deadline::{self, Deadline};
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -107,8 +108,13 @@ where
         )),
         Claim::Fresh(path) => {
             let store = state.store.clone();
+            // The create carries the request's deadline; recording its outcome gets
+            // a fresh bound of its own, so a claim is settled even when the create
+            // ended at the deadline.
+            let request_deadline = Deadline::current();
+            let settle_deadline = request_deadline.map(|d| d.renewed());
             let task = actix_web::rt::spawn(async move {
-                match create.await {
+                match deadline::carry(request_deadline, create).await {
                     Ok(c) => {
                         let stored = StoredResponse {
                             status: c.status.as_u16(),
@@ -117,19 +123,26 @@ where
                             etag: c.etag.clone(),
                         };
                         // The resource exists now; failing to record the response must not fail the request.
-                        if let Err(e) = idempotency::finish(store.as_ref(), path, &stored).await {
+                        let finished =
+                            deadline::carry(settle_deadline, idempotency::finish(store.as_ref(), path, &stored));
+                        if let Err(e) = finished.await {
                             tracing::warn!(error = %e, "could not record an idempotent response");
                         }
                         Ok(c)
                     }
                     Err(e) => {
-                        idempotency::release(store.as_ref(), path).await;
+                        deadline::carry(settle_deadline, idempotency::release(store.as_ref(), path)).await;
                         Err(e)
                     }
                 }
             });
-            let c = task
+            // The request waits until its deadline; the task goes on settling the claim.
+            let c = deadline::within(task)
                 .await
+                .ok_or_else(|| AppError::Unavailable {
+                    retry_after_secs: 1,
+                    cause: "an idempotent create did not finish within the request's deadline".into(),
+                })?
                 .map_err(|e| AppError::internal(format!("idempotent create task failed: {e}")))??;
             Ok(Created::respond(
                 c.status.as_u16(),

@@ -3,6 +3,7 @@
 
 pub mod analyses;
 pub mod created;
+pub mod deadline;
 pub mod etag;
 pub mod health;
 pub mod json;

@@ -59,7 +59,9 @@ impl FirestoreStore {
         } else {
             database
         };
-        // One retry of a failed read: worst case 2 × timeout plus the crate's retry delay (≤ 1 s).
+        // One retry of a failed read (a connection the store closed while it
+        // restarted). The crate's timeout is only a backstop: the request's one
+        // deadline (`deadline::Deadlined`) bounds each call, retries included.
         let options = FirestoreDbOptions::new(project_id.to_owned())
             .with_database_id(database.to_owned())
             .with_max_retries(1)

@@ -7,6 +7,7 @@
 //! protobuf `Value`, so both stores hold exactly the same data and domain structs
 //! convert through the `firestore` crate's serde bridge.
 
+pub mod deadline;
 pub mod embedded;
 pub mod firestore;
 pub mod instrumented;
@@ -341,7 +342,8 @@ impl<T> TxOutcome<T> {
 const TX_ATTEMPTS: u32 = 30;
 
 /// Runs `body` in a transaction, retrying the whole body on contention with
-/// jittered exponential backoff. `body` may run several times: it must only read
+/// jittered exponential backoff, all within the request's deadline (`deadline`).
+/// `body` may run several times: it must only read
 /// through the transaction and return writes, never act outside it.
 pub async fn run_transaction<T, E, F>(store: &dyn Store, body: F) -> Result<T, E>
 where
@@ -364,7 +366,7 @@ where
                 match aborted {
                     Some(reason) if attempt < TX_ATTEMPTS => {
                         tracing::debug!(attempt, %reason, "transaction read aborted, retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
+                        deadline::backoff(backoff(attempt)).await?;
                         continue;
                     }
                     _ => return Err(e),
@@ -375,7 +377,7 @@ where
             Ok(()) => return Ok(outcome.value),
             Err(StoreError::Aborted(reason)) if attempt < TX_ATTEMPTS => {
                 tracing::debug!(attempt, %reason, "transaction aborted, retrying");
-                tokio::time::sleep(backoff(attempt)).await;
+                deadline::backoff(backoff(attempt)).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -433,7 +435,7 @@ pub async fn commit_chunked(store: &dyn Store, writes: Vec<Write>) -> StoreResul
             match store.commit(chunk.clone()).await {
                 Ok(()) => break,
                 Err(StoreError::Unavailable(_) | StoreError::Aborted(_)) if attempt < 6 => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    deadline::backoff(backoff(attempt)).await?;
                 }
                 Err(e) => return Err(e),
             }
