@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The development secret used when `FUNNELFLOW_SECRET` is unset (dev only).
-const DEV_SECRET: &str = "funnelflow-development-secret-not-for-production";
+pub const DEV_SECRET: &str = "funnelflow-development-secret-not-for-production";
 /// Google's published signing certificates for Firebase ID tokens.
 pub const GOOGLE_CERTS_URL: &str =
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";

@@ -123,8 +123,10 @@ where
                             etag: c.etag.clone(),
                         };
                         // The resource exists now; failing to record the response must not fail the request.
-                        let finished =
-                            deadline::carry(settle_deadline, idempotency::finish(store.as_ref(), path, &stored));
+                        let finished = deadline::carry(
+                            settle_deadline,
+                            idempotency::finish(store.as_ref(), path, &stored),
+                        );
                         if let Err(e) = finished.await {
                             tracing::warn!(error = %e, "could not record an idempotent response");
                         }

@@ -73,7 +73,9 @@ pub async fn carry<F: Future>(deadline: Option<Deadline>, fut: F) -> F::Output {
 
 /// The error of a call cut short by the deadline.
 fn expired(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("{what}: the store did not answer within the request's deadline"))
+    StoreError::Unavailable(format!(
+        "{what}: the store did not answer within the request's deadline"
+    ))
 }
 
 /// Sleeps `delay` (a retry's backoff), unless that would end past the current
@@ -110,13 +112,11 @@ impl Deadlined {
 }
 
 /// Runs `fut` until the current deadline, or for `budget` outside one.
-async fn bounded<T>(
-    op: &str,
-    budget: Duration,
-    fut: impl Future<Output = StoreResult<T>>,
-) -> StoreResult<T> {
+async fn bounded<T>(op: &str, budget: Duration, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     let at = Deadline::current().map_or_else(|| Instant::now() + budget, |d| d.at);
-    tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| Err(expired(op)))
+    tokio::time::timeout_at(at, fut)
+        .await
+        .unwrap_or_else(|_| Err(expired(op)))
 }
 
 #[async_trait]
@@ -143,7 +143,12 @@ impl Store for Deadlined {
         bounded("commit", self.budget, self.inner.commit(writes)).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
-        bounded("list_collection_ids", self.budget, self.inner.list_collection_ids(parent)).await
+        bounded(
+            "list_collection_ids",
+            self.budget,
+            self.inner.list_collection_ids(parent),
+        )
+        .await
     }
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
         bounded("descendants", self.budget, self.inner.descendants(parent)).await

@@ -91,7 +91,8 @@ async fn connect_until_connected(shared: Weak<Shared>) {
     loop {
         let Some(s) = shared.upgrade() else { return };
         attempt += 1;
-        match FirestoreStore::connect(&s.project_id, &s.database, s.emulator_host.as_deref(), s.timeout).await {
+        match FirestoreStore::connect(&s.project_id, &s.database, s.emulator_host.as_deref(), s.timeout).await
+        {
             Ok(store) => {
                 let _ = s.store.set(store);
                 s.connected.send_replace(true);
@@ -99,7 +100,7 @@ async fn connect_until_connected(shared: Weak<Shared>) {
                 return;
             }
             // The first failure and then one in ten: the outage may last.
-            Err(e) if attempt == 1 || attempt % 10 == 0 => {
+            Err(e) if attempt == 1 || attempt.is_multiple_of(10) => {
                 tracing::warn!(attempt, error = %e, "cannot connect to Firestore yet; retrying in the background");
             }
             Err(e) => tracing::debug!(attempt, error = %e, "cannot connect to Firestore yet"),

@@ -243,11 +243,7 @@ async fn rate_limits_per_principal_with_ietf_fields() {
 #[tokio::test]
 async fn hostile_methods_and_paths_create_no_metric_series() {
     let app = spawn_app(Backend::Embedded).await;
-    let series = |text: &str| {
-        text.lines()
-            .filter(|l| l.starts_with("funnelflow_http_"))
-            .count()
-    };
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("funnelflow_http_")).count();
     let hostile = |round: &str, i: usize| {
         let method = Method::from_bytes(format!("X{round}{i}").as_bytes()).unwrap();
         let paths = [
@@ -282,9 +278,17 @@ async fn hostile_methods_and_paths_create_no_metric_series() {
     assert_eq!(series(&before), series(&after), "new series appeared:\n{after}");
     assert!(!after.contains("Xb"), "{after}");
     assert!(
-        after.contains("funnelflow_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 86"),
+        after.contains(
+            "funnelflow_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 86"
+        ),
         "{after}"
     );
-    assert!(after.contains("method=\"other\",route=\"/v1/me\",status=\"405\""), "{after}");
-    assert!(after.contains("method=\"GET\",route=\"unmatched\",status=\"404\""), "{after}");
+    assert!(
+        after.contains("method=\"other\",route=\"/v1/me\",status=\"405\""),
+        "{after}"
+    );
+    assert!(
+        after.contains("method=\"GET\",route=\"unmatched\",status=\"404\""),
+        "{after}"
+    );
 }

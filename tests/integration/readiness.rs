@@ -117,3 +117,96 @@ async fn readiness_follows_the_store_and_recovers_by_itself() {
     .await;
     json_of(app.get("/v1/me", &app.token("after")).await, 200).await;
 }
+
+/// Sends SIGSTOP or SIGCONT to the emulator's JVM.
+fn signal(emulator: &Emulator, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &emulator.0.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig}");
+}
+
+/// A store that accepts connections but never answers (a frozen JVM): every
+/// request still answers 503 with `Retry-After` within the one request
+/// deadline (the default, 8 s), concurrent requests in parallel rather than
+/// one after the other, readiness within 3 s; then the service recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_store_answers_503_in_time_and_recovers_by_itself() {
+    const DATA_BOUND: Duration = Duration::from_secs(10);
+    const READY_BOUND: Duration = Duration::from_secs(3);
+    let port = free_port();
+    let host = format!("127.0.0.1:{port}");
+    let emulator = Emulator::start(port);
+    // The default deadline, as deployed.
+    let env = [
+        ("FIRESTORE_EMULATOR_HOST", host.as_str()),
+        ("FUNNELFLOW_STORE_TIMEOUT_MS", "8000"),
+    ];
+    let app = spawn_app_with(Backend::Firestore, &env).await;
+    let ready = |app: &crate::app::TestApp| app.client.get(app.url("/readyz")).send();
+    wait_for(
+        "readiness after the store came up",
+        Duration::from_secs(90),
+        async || ready(&app).await.is_ok_and(|r| r.status() == 200),
+    )
+    .await;
+    let warm = app.token("warm");
+    json_of(app.get("/v1/me", &warm).await, 200).await;
+
+    signal(&emulator, "-STOP");
+    // A second service that starts while the store is frozen: it never connected.
+    let mut fresh_env = env.to_vec();
+    fresh_env.push(("FUNNELFLOW_MIGRATE_ON_START", "false"));
+    let fresh = spawn_app_with(Backend::Firestore, &fresh_env).await;
+    let started = Instant::now();
+    let readiness = [ready(&app), ready(&fresh)]
+        .map(|f| tokio::spawn(async move { f.await.map(|res| (started.elapsed(), res)) }));
+    let mut data = Vec::new();
+    for i in 0..6 {
+        data.push(tokio::spawn(
+            app.get("/v1/me", &app.token(&format!("frozen-{i}"))),
+        ));
+    }
+    data.push(tokio::spawn(fresh.get("/v1/me", &fresh.token("fresh"))));
+    data.push(tokio::spawn(app.patch(
+        "/v1/me",
+        &warm,
+        &serde_json::json!({"preferences": {"theme": "dark"}}),
+    )));
+    let create = app
+        .request(reqwest::Method::POST, "/v1/analyses", Some(&warm))
+        .header("idempotency-key", "frozen-create-1")
+        .json(&serde_json::json!({
+            "input": {"offerDetails": "https://example.com/offer", "inputType": "link", "persona": "Founder"},
+            "status": "processing", "aiModel": "m1", "version": "1",
+            "requestId": "6f1c1f5e-3d7a-4c47-9c7e-2f1d7c0f6a11"
+        }));
+    data.push(tokio::spawn(async move { create.send().await.expect("request") }));
+    for r in readiness {
+        let (took, res) = r.await.unwrap().unwrap();
+        assert!(took < READY_BOUND, "/readyz took {took:?}");
+        problem(res, 503, "unavailable").await;
+    }
+    for (i, r) in data.into_iter().enumerate() {
+        let res = r.await.unwrap();
+        let took = started.elapsed();
+        // All were sent at once: a total under the bound means none queued behind another.
+        assert!(took < DATA_BOUND, "request {i} answered after {took:?}");
+        assert!(res.headers().get("retry-after").is_some(), "request {i}");
+        problem(res, 503, "unavailable").await;
+    }
+
+    // The store answers again: both services recover without a restart.
+    signal(&emulator, "-CONT");
+    for app in [&app, &fresh] {
+        wait_for(
+            "readiness after the store thawed",
+            Duration::from_secs(30),
+            async || ready(app).await.is_ok_and(|r| r.status() == 200),
+        )
+        .await;
+        json_of(app.get("/v1/me", &app.token("thawed")).await, 200).await;
+    }
+    json_of(app.get("/v1/me", &app.token("frozen-0")).await, 200).await;
+}
