@@ -199,7 +199,144 @@ impl Transaction for DeadlinedTx {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::future::pending;
+
     use super::*;
+    use crate::store::{TxOutcome, run_transaction};
+
+    /// A store that never answers, except that transactions begin at once and
+    /// their commits are always aborted (endless contention); rollbacks take
+    /// 300 ms and are recorded.
+    #[derive(Default)]
+    struct Stuck {
+        rolled_back: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Store for Stuck {
+        fn kind(&self) -> &'static str {
+            "stuck"
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            pending().await
+        }
+        async fn get(&self, _: &DocPath) -> StoreResult<Option<Doc>> {
+            pending().await
+        }
+        async fn get_all(&self, _: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+            pending().await
+        }
+        async fn query(&self, _: &Query) -> StoreResult<Vec<Doc>> {
+            pending().await
+        }
+        async fn count(&self, _: &Query) -> StoreResult<u64> {
+            pending().await
+        }
+        async fn commit(&self, _: Vec<Write>) -> StoreResult<()> {
+            pending().await
+        }
+        async fn list_collection_ids(&self, _: &DocPath) -> StoreResult<Vec<String>> {
+            pending().await
+        }
+        async fn descendants(&self, _: &DocPath) -> StoreResult<Vec<DocPath>> {
+            pending().await
+        }
+        async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+            Ok(Box::new(Contended(self.rolled_back.clone())))
+        }
+    }
+
+    struct Contended(Arc<AtomicBool>);
+
+    #[async_trait]
+    impl Transaction for Contended {
+        async fn get(&mut self, _: &DocPath) -> StoreResult<Option<Doc>> {
+            pending().await
+        }
+        async fn get_all(&mut self, _: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+            Ok(Vec::new())
+        }
+        async fn query(&mut self, _: &Query) -> StoreResult<Vec<Doc>> {
+            pending().await
+        }
+        async fn commit(self: Box<Self>, _: Vec<Write>) -> StoreResult<()> {
+            Err(StoreError::Aborted("contention".into()))
+        }
+        async fn rollback(self: Box<Self>) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn path() -> DocPath {
+        DocPath::parse("users/u").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn every_call_ends_by_the_request_deadline_or_the_budget_outside_one() {
+        let store = Deadlined::wrap(Arc::new(Stuck::default()), Duration::from_millis(200));
+        let started = Instant::now();
+        let r = Deadline::after(Duration::from_millis(50))
+            .scope(store.get(&path()))
+            .await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(150));
+        // Outside a request: the budget bounds each call.
+        let started = Instant::now();
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn transaction_retries_and_their_backoff_end_by_the_deadline() {
+        let store = Deadlined::wrap(Arc::new(Stuck::default()), Duration::from_secs(60));
+        let started = Instant::now();
+        // Endless contention: without the deadline, 30 attempts with backoff (~20 s).
+        let r: StoreResult<()> = Deadline::after(Duration::from_millis(400))
+            .scope(run_transaction(store.as_ref(), |_| {
+                Box::pin(async { Ok(TxOutcome::new(Vec::new(), ())) })
+            }))
+            .await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cut_short_by_the_deadline_still_rolls_back() {
+        let stuck = Stuck::default();
+        let rolled_back = stuck.rolled_back.clone();
+        let store = Deadlined::wrap(Arc::new(stuck), Duration::from_secs(60));
+        let started = Instant::now();
+        let r: StoreResult<()> = Deadline::after(Duration::from_millis(100))
+            .scope(run_transaction(store.as_ref(), |tx| {
+                Box::pin(async move {
+                    tx.get(&path()).await?; // never answers
+                    Ok(TxOutcome::new(Vec::new(), ()))
+                })
+            }))
+            .await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        // The request did not wait for the rollback...
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!rolled_back.load(Ordering::SeqCst));
+        // ...which still happened.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(rolled_back.load(Ordering::SeqCst));
+    }
 
     #[tokio::test]
     async fn backoff_fails_at_once_when_it_would_end_past_the_deadline() {
