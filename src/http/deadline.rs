@@ -7,7 +7,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, web};
 
 use crate::state::AppState;
-use crate::store::deadline::Deadline;
+use crate::store::deadline;
 
 pub async fn middleware(
     req: ServiceRequest,
@@ -17,7 +17,7 @@ pub async fn middleware(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.config.store_timeout);
     match budget {
-        Some(budget) => Deadline::after(budget).scope(next.call(req)).await,
+        Some(budget) => deadline::per_request(budget, next.call(req)).await,
         None => next.call(req).await,
     }
 }
