@@ -171,7 +171,6 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
         ("FUNNELFLOW_HOST".into(), "127.0.0.1".into()),
         ("GOOGLE_CLOUD_PROJECT".into(), project_id.clone()),
         ("FUNNELFLOW_AUTH".into(), "dev".into()),
-        ("FUNNELFLOW_STORE_TIMEOUT_MS".into(), "5000".into()),
     ]);
     match backend {
         Backend::Embedded => {

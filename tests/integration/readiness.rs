@@ -139,10 +139,7 @@ async fn a_frozen_store_answers_503_in_time_and_recovers_by_itself() {
     let host = format!("127.0.0.1:{port}");
     let emulator = Emulator::start(port);
     // The default deadline, as deployed.
-    let env = [
-        ("FIRESTORE_EMULATOR_HOST", host.as_str()),
-        ("FUNNELFLOW_STORE_TIMEOUT_MS", "8000"),
-    ];
+    let env = [("FIRESTORE_EMULATOR_HOST", host.as_str())];
     let app = spawn_app_with(Backend::Firestore, &env).await;
     let ready = |app: &crate::app::TestApp| app.client.get(app.url("/readyz")).send();
     wait_for(
