@@ -108,9 +108,9 @@ pub struct Config {
     pub project_id: String,
     pub emulator_host: Option<String>,
     pub database: String,
-    /// The one deadline of a request's whole store time (from its first store
-    /// call: every call, retry and backoff), so a hung store answers 503 in
-    /// time; outside a request, of each call.
+    /// The one deadline of a request's whole store time (from its arrival:
+    /// every call, retry and backoff), so a hung store answers 503 in time;
+    /// outside a request, of each call.
     pub store_timeout: Duration,
     pub auth: AuthMode,
     pub dev_private_key_pem: String,

@@ -1,16 +1,15 @@
 //! One deadline for all of a request's store time.
 //!
 //! The HTTP layer runs each request under [`per_request`] (`http::deadline`);
-//! the deadline travels with the request's task (a tokio task-local) and its
-//! clock starts at the request's first store call (reading the body or
-//! verifying the token does not use it up). The [`Deadlined`] decorator bounds
-//! every store call by what is left of it, so the calls of a request, the
-//! transaction retries and the backoff between them together never run past
-//! it: the request answers 503 `unavailable` in time, whatever the store does.
-//! Calls outside any request (startup migrations, commands) are bounded one by
-//! one by the same budget.
+//! the deadline travels with the request's task (a tokio task-local). The
+//! [`Deadlined`] decorator bounds every store call by what is left of it, so
+//! the calls of a request, the transaction retries and the backoff between
+//! them together never run past it: the request answers 503 `unavailable` in
+//! time, whatever the store does. The clock starts when the request arrives,
+//! so the bound holds for the whole answer as the client sees it. Calls outside
+//! any request (startup migrations, commands) are bounded one by one by the
+//! same budget.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,24 +18,13 @@ use tokio::time::Instant;
 
 use super::{Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
 
-/// The current request's budget, and its deadline once its clock started.
-struct Slot {
-    budget: Duration,
-    at: Cell<Option<Instant>>,
-}
-
 tokio::task_local! {
-    static CURRENT: Slot;
+    static CURRENT: Deadline;
 }
 
-/// Runs `fut` as one request whose store time, counted from its first store
-/// call, is bounded by `budget`.
+/// Runs `fut` as one request whose store time ends `budget` from now.
 pub async fn per_request<F: Future>(budget: Duration, fut: F) -> F::Output {
-    let slot = Slot {
-        budget,
-        at: Cell::new(None),
-    };
-    CURRENT.scope(slot, fut).await
+    Deadline::after(budget).scope(fut).await
 }
 
 /// When the store time of the current unit of work (a request) runs out.
@@ -55,22 +43,9 @@ impl Deadline {
         }
     }
 
-    /// The deadline of the task this runs in, if it runs under one; starts its
-    /// clock if this is the first store use.
+    /// The deadline of the task this runs in, if it runs under one.
     pub fn current() -> Option<Self> {
-        CURRENT
-            .try_with(|slot| {
-                let at = slot.at.get().unwrap_or_else(|| {
-                    let at = Instant::now() + slot.budget;
-                    slot.at.set(Some(at));
-                    at
-                });
-                Self {
-                    at,
-                    budget: slot.budget,
-                }
-            })
-            .ok()
+        CURRENT.try_with(|d| *d).ok()
     }
 
     pub fn at(&self) -> Instant {
@@ -90,11 +65,7 @@ impl Deadline {
     /// Runs `fut` with this deadline as the current one (also in a spawned task,
     /// which does not inherit its spawner's).
     pub async fn scope<F: Future>(self, fut: F) -> F::Output {
-        let slot = Slot {
-            budget: self.budget,
-            at: Cell::new(Some(self.at)),
-        };
-        CURRENT.scope(slot, fut).await
+        CURRENT.scope(self, fut).await
     }
 }
 
@@ -387,18 +358,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_deadline_starts_at_its_first_store_use() {
+    async fn one_deadline_for_the_whole_request() {
         let budget = Duration::from_millis(300);
         let (first, second) = per_request(budget, async {
-            tokio::time::sleep(Duration::from_millis(200)).await; // e.g. reading the body
             let first = Deadline::current();
             tokio::time::sleep(Duration::from_millis(20)).await;
             (first, Deadline::current())
         })
         .await;
         let first = first.unwrap_or_else(|| panic!("no deadline inside per_request"));
-        assert_eq!(Some(first), second, "one deadline for the whole request");
-        assert!(first.remaining() > Duration::from_millis(200), "{first:?}");
+        assert_eq!(Some(first), second);
+        assert!(first.remaining() < Duration::from_millis(290), "{first:?}");
     }
 
     #[tokio::test]
