@@ -17,7 +17,7 @@ use crate::http;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
-use crate::store::deadline::Deadlined;
+use crate::store::deadline::{self, Deadlined};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::instrumented::Instrumented;
 use crate::store::lazy::LazyFirestore;
@@ -67,7 +67,9 @@ impl Application {
         let state = AppState::new(config.clone(), store, Arc::new(verifier), metrics)?;
         if config.migrate_on_start {
             // Firestore may still be down: then the next start (or `funnelflow migrate`) applies them.
-            match crate::domain::migrations::run(state.store.as_ref()).await {
+            // Bounded like a request, so a store that is down or hangs delays serving little.
+            let migrations = crate::domain::migrations::run(state.store.as_ref());
+            match deadline::per_request(config.store_timeout, migrations).await {
                 Ok(applied) if !applied.is_empty() => tracing::info!(?applied, "migrations applied"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "migrations not applied; the store may be unavailable"),

@@ -69,19 +69,31 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 async fn readiness_follows_the_store_and_recovers_by_itself() {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
-    // The service starts while Firestore is down, and says so.
-    let app = spawn_app_with(
-        Backend::Firestore,
-        &[
-            ("FIRESTORE_EMULATOR_HOST", &host),
-            ("FUNNELFLOW_STORE_TIMEOUT_MS", "1500"),
-        ],
-    )
-    .await;
+    // The service starts while Firestore is down (promptly), and says so.
+    let starting = Instant::now();
+    let app = spawn_app_with(Backend::Firestore, &[("FIRESTORE_EMULATOR_HOST", &host)]).await;
+    assert!(
+        starting.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        starting.elapsed()
+    );
     let ready = || app.client.get(app.url("/readyz")).send();
     let res = ready().await.unwrap();
     assert!(res.headers().get("retry-after").is_some());
     problem(res, 503, "unavailable").await;
+    // Not connected: concurrent requests fail fast side by side, none waits for another's attempt.
+    let started = Instant::now();
+    let tokens: Vec<String> = (0..5).map(|i| app.token(&format!("down-{i}"))).collect();
+    let all = futures::future::join_all(tokens.iter().map(|t| app.get("/v1/me", t))).await;
+    for res in all {
+        assert!(res.headers().get("retry-after").is_some());
+        problem(res, 503, "unavailable").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     let emulator = Emulator::start(port);
     wait_for(
