@@ -83,7 +83,9 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    pub fn observe_http(&self, route: &str, method: &str, status: u16, started: Instant) {
+    /// `route` is one of our route patterns (or `unmatched`) and `method` a fixed
+    /// label: no client-chosen value may become a label (each would be a new series).
+    pub fn observe_http(&self, route: &str, method: &'static str, status: u16, started: Instant) {
         let status = status.to_string();
         self.http_requests
             .with_label_values(&[route, method, &status])
