@@ -7,7 +7,7 @@
 //! them together never run past it: the request answers 503 `unavailable` in
 //! time, whatever the store does. The clock starts when the request arrives,
 //! so the bound holds for the whole answer as the client sees it. Calls outside
-//! any request (startup migrations, commands) are bounded one by one by the
+//! any request (`funnelflow migrate`, `admin`) are bounded one by one by the
 //! same budget.
 
 use std::sync::Arc;
