@@ -108,3 +108,23 @@ fi
 
 "$REPO_ROOT/emulator/start.sh" --print-jar >/dev/null ||
   die "the Firestore emulator is required to run the tests (see above)"
+
+# --- Firestore rules tests: Node.js >= 20 and tests/rules' pinned npm packages ---
+# (@firebase/rules-unit-testing and the Firebase JS SDK, exactly as package-lock.json says).
+# `npm ci` runs only when the lock file changed since the last install (a stamp in node_modules).
+
+readonly RULES_TESTS_DIR=$REPO_ROOT/tests/rules
+node_major=$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+[[ $node_major =~ ^[0-9]+$ ]] && ((node_major >= 20)) ||
+  die "the Firestore rules tests need Node.js >= 20 with npm (found: $(node --version 2>/dev/null || echo none));" \
+    "Debian's own nodejs package may be older: install Node.js 20 or newer from the Node.js project's packages"
+command -v npm >/dev/null 2>&1 || die "npm not found (it comes with Node.js)"
+rules_lock_stamp=$RULES_TESTS_DIR/node_modules/.funnelflow-lock.sha256
+rules_lock_sum=$(cat "$RULES_TESTS_DIR/package.json" "$RULES_TESTS_DIR/package-lock.json" | sha256sum)
+if [[ ! -f $rules_lock_stamp || $(<"$rules_lock_stamp") != "$rules_lock_sum" ]]; then
+  log "npm ci in tests/rules"
+  # --ignore-scripts: the SDK's only install script is optional web-app auto-config.
+  npm ci --prefix "$RULES_TESTS_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error >&2 ||
+    die "npm ci in tests/rules failed"
+  printf '%s\n' "$rules_lock_sum" >"$rules_lock_stamp"
+fi

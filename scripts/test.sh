@@ -122,3 +122,18 @@ log "FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST"
 step="cargo test"
 log "cargo test --all-targets --locked${*:+ $*}"
 cargo test --all-targets --locked "$@"
+
+# --- Firestore rules (tests/rules/README.md) ---------------------------------------------------
+# The allow/deny cases of firestore.rules through the Firebase JS SDK on the same emulator, and the
+# service's own documents read back under the rules (with the debug binary `cargo test` just built).
+# Part of every full run; with extra arguments (a filtered cargo test run) only when RULES_TESTS=1.
+if (($# == 0)) || [[ ${RULES_TESTS:-} == 1 ]]; then
+  step="rules tests"
+  target_dir=${CARGO_TARGET_DIR:-target}
+  [[ $target_dir == /* ]] || target_dir=$REPO_ROOT/$target_dir
+  export FUNNELFLOW_BIN=${FUNNELFLOW_BIN:-$target_dir/debug/funnelflow}
+  log "rules tests: npm test in tests/rules (FUNNELFLOW_BIN=$FUNNELFLOW_BIN)"
+  npm --prefix "$REPO_ROOT/tests/rules" test
+else
+  log "rules tests skipped (extra cargo test arguments given; RULES_TESTS=1 runs them too)"
+fi
