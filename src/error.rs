@@ -213,12 +213,16 @@ impl ResponseError for AppError {
     }
 }
 
-/// The single mapping of store failures to client-visible errors.
+/// The single mapping of store failures to client-visible errors. A store's
+/// message names documents and values: it goes to the log, never to the client.
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => Self::NotFound,
-            StoreError::AlreadyExists(what) => Self::Conflict(format!("already exists: {what}")),
+            StoreError::AlreadyExists(what) => {
+                tracing::info!(error.cause = %what, "store: already exists");
+                Self::Conflict("the resource already exists".into())
+            }
             // Firestore also answers FAILED_PRECONDITION for a missing index or an
             // expired transaction: only callers that sent a version precondition
             // may turn it into 412, and they do so themselves.

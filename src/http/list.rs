@@ -21,11 +21,17 @@ pub fn page_response<T: Serialize>(page: &Page<Versioned<T>>) -> HttpResponse {
     })
 }
 
-/// An RFC 3339 query parameter, or 400 naming it.
+/// An RFC 3339 query parameter the store can hold (years 0001 to 9999), or 400 naming it.
 pub fn timestamp_param(name: &str, v: Option<&str>) -> AppResult<Option<jiff::Timestamp>> {
     v.map(|s| {
         s.parse::<jiff::Timestamp>()
-            .map_err(|_| AppError::BadRequest(format!("{name} must be an RFC 3339 timestamp")))
+            .ok()
+            .filter(|t| crate::store::limits::storable(*t))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "{name} must be an RFC 3339 timestamp between 0001-01-01 and 9999-12-31"
+                ))
+            })
     })
     .transpose()
 }

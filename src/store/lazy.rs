@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::firestore::FirestoreStore;
-use super::{Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
 
 pub struct LazyFirestore {
     project_id: String,
@@ -63,7 +63,7 @@ impl Store for LazyFirestore {
     async fn count(&self, query: &Query) -> StoreResult<u64> {
         self.store().await?.count(query).await
     }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         self.store().await?.commit(writes).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
