@@ -14,5 +14,7 @@ mod indexes;
 mod migrations;
 mod openapi;
 mod readiness;
+#[macro_use]
 mod store_contract;
+mod store_limits;
 mod support;
