@@ -239,3 +239,25 @@ impl From<StoreError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_details_never_reach_the_client() {
+        let name = "projects/p/databases/(default)/documents/users/u1/analyses/a1";
+        for e in [
+            StoreError::AlreadyExists(name.into()),
+            StoreError::InvalidArgument(format!("{name}: cannot convert firestore.v1.Value")),
+            StoreError::FailedPrecondition(name.into()),
+            StoreError::Internal(name.into()),
+        ] {
+            let problem = AppError::from(e).problem("r");
+            assert!(!problem.detail.contains("users/u1"), "{}", problem.detail);
+            assert!(!problem.detail.contains("firestore"), "{}", problem.detail);
+        }
+        let conflict = AppError::from(StoreError::AlreadyExists(name.into()));
+        assert_eq!(conflict.status_code(), StatusCode::CONFLICT);
+    }
+}

@@ -17,8 +17,8 @@ use ::firestore::{
     FirestoreAggregationOperatorCount, FirestoreConsistencySelector, FirestoreDb, FirestoreDbOptions,
     FirestoreQueryCollection, FirestoreQueryCursor, FirestoreQueryDirection, FirestoreQueryFilter,
     FirestoreQueryFilterCompare, FirestoreQueryFilterComposite, FirestoreQueryFilterCompositeOperator,
-    FirestoreQueryOrder, FirestoreTransaction, FirestoreTransactionData,
-    FirestoreTransactionOptions, FirestoreValue, errors::FirestoreError,
+    FirestoreQueryOrder, FirestoreTransaction, FirestoreTransactionData, FirestoreTransactionOptions,
+    FirestoreValue, errors::FirestoreError,
 };
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -627,9 +627,7 @@ impl Drop for FirestoreTx {
         {
             let store = self.store.clone();
             handle.spawn(async move {
-                store
-                    .rollback_transaction(data.transaction_id().clone())
-                    .await;
+                store.rollback_transaction(data.transaction_id().clone()).await;
             });
         }
     }

@@ -245,8 +245,9 @@ mod tests {
     fn timestamp_range() {
         let at = |s: i64| jiff::Timestamp::from_second(s).unwrap_or_else(|e| panic!("{e}"));
         assert!(storable(at(MIN_TIMESTAMP_SECONDS)));
-        assert!(storable(at(MAX_TIMESTAMP_SECONDS)));
         assert!(!storable(at(MIN_TIMESTAMP_SECONDS - 1)));
-        assert!(!storable(at(MAX_TIMESTAMP_SECONDS + 1)));
+        assert!(!storable(jiff::Timestamp::MIN));
+        // jiff ends (9999-12-30T22:00Z) before Firestore does.
+        assert!(storable(jiff::Timestamp::MAX));
     }
 }

@@ -373,7 +373,9 @@ where
     F: for<'t> Fn(&'t mut dyn Transaction) -> BoxFuture<'t, Result<TxOutcome<T>, E>>,
     E: From<StoreError>,
 {
-    run_transaction_committed(store, body).await.map(|(value, _)| value)
+    run_transaction_committed(store, body)
+        .await
+        .map(|(value, _)| value)
 }
 
 /// [`run_transaction`], also returning what the commit reported (the new

@@ -8,6 +8,7 @@ mod api_http;
 mod api_idempotency;
 mod api_personas;
 mod api_profile;
+mod api_store_errors;
 mod app;
 mod binary;
 mod indexes;

@@ -43,7 +43,10 @@ fn one(name: &str, v: Value) -> Fields {
 
 fn ts(seconds: i64, nanos: i32) -> Value {
     Value {
-        value_type: Some(ValueType::TimestampValue(value::ProtoTimestamp { seconds, nanos })),
+        value_type: Some(ValueType::TimestampValue(value::ProtoTimestamp {
+            seconds,
+            nanos,
+        })),
     }
 }
 
@@ -57,9 +60,16 @@ async fn refused(store: &Arc<dyn Store>, writes: Vec<Write>, what: &str) {
     let before = store.get_all(&paths).await.unwrap();
     match store.commit(writes).await {
         Err(StoreError::InvalidArgument(_)) => {}
-        other => panic!("{}: {what}: expected InvalidArgument, got {other:?}", store.kind()),
+        other => panic!(
+            "{}: {what}: expected InvalidArgument, got {other:?}",
+            store.kind()
+        ),
     }
-    assert_eq!(store.get_all(&paths).await.unwrap(), before, "{what}: something was written");
+    assert_eq!(
+        store.get_all(&paths).await.unwrap(),
+        before,
+        "{what}: something was written"
+    );
 }
 
 async fn accepted(store: &Arc<dyn Store>, writes: Vec<Write>, what: &str) {
@@ -70,7 +80,12 @@ async fn accepted(store: &Arc<dyn Store>, writes: Vec<Write>, what: &str) {
 
 async fn refuses_unset_values(store: Arc<dyn Store>) {
     let p = path("items/unset");
-    refused(&store, vec![Write::set(p.clone(), one("x", unset()))], "top level").await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("x", unset()))],
+        "top level",
+    )
+    .await;
     refused(
         &store,
         vec![Write::set(p.clone(), one("m", value::map(one("y", unset()))))],
@@ -79,7 +94,10 @@ async fn refuses_unset_values(store: Arc<dyn Store>) {
     .await;
     refused(
         &store,
-        vec![Write::set(p.clone(), one("a", value::array(vec![value::int(1), unset()])))],
+        vec![Write::set(
+            p.clone(),
+            one("a", value::array(vec![value::int(1), unset()])),
+        )],
         "in an array",
     )
     .await;
@@ -95,7 +113,11 @@ async fn refuses_unset_values(store: Arc<dyn Store>) {
     .await;
     refused(
         &store,
-        vec![Write::merge(p.clone(), one("m", value::map(one("y", unset()))), vec!["m".into()])],
+        vec![Write::merge(
+            p.clone(),
+            one("m", value::map(one("y", unset()))),
+            vec!["m".into()],
+        )],
         "masked, nested",
     )
     .await;
@@ -141,14 +163,21 @@ async fn refuses_bad_field_names(store: Arc<dyn Store>) {
         refused(&store, vec![Write::set(p.clone(), one(bad, value::null()))], bad).await;
         refused(
             &store,
-            vec![Write::set(p.clone(), one("m", value::map(one(bad, value::null()))))],
+            vec![Write::set(
+                p.clone(),
+                one("m", value::map(one(bad, value::null()))),
+            )],
             &format!("nested {bad}"),
         )
         .await;
     }
     refused(
         &store,
-        vec![Write::merge(p.clone(), one("__x__", value::int(1)), vec!["__x__".into()])],
+        vec![Write::merge(
+            p.clone(),
+            one("__x__", value::int(1)),
+            vec!["__x__".into()],
+        )],
         "a reserved mask path",
     )
     .await;
@@ -174,7 +203,10 @@ async fn refuses_documents_over_1_mib(store: Arc<dyn Store>) {
             ("t".to_owned(), value::string("x".repeat(t_len))),
         ])
     };
-    assert_eq!(limits::document_size(&p, &doc(largest)), limits::MAX_DOCUMENT_BYTES);
+    assert_eq!(
+        limits::document_size(&p, &doc(largest)),
+        limits::MAX_DOCUMENT_BYTES
+    );
     refused(&store, vec![Write::set(p.clone(), doc(largest + 1))], "1 MiB + 1").await;
     accepted(&store, vec![Write::set(p.clone(), doc(largest))], "exactly 1 MiB").await;
     // An update that makes the stored document too large.
@@ -188,8 +220,18 @@ async fn refuses_documents_over_1_mib(store: Arc<dyn Store>) {
     // One string or bytes value: at most 1 MiB − 89 bytes, whatever the document.
     let q = path("items/one");
     let s = |n: usize| one("s", value::string("x".repeat(n)));
-    refused(&store, vec![Write::set(q.clone(), s(limits::MAX_VALUE_BYTES + 1))], "one long string").await;
-    accepted(&store, vec![Write::set(q.clone(), s(limits::MAX_VALUE_BYTES))], "the longest string").await;
+    refused(
+        &store,
+        vec![Write::set(q.clone(), s(limits::MAX_VALUE_BYTES + 1))],
+        "one long string",
+    )
+    .await;
+    accepted(
+        &store,
+        vec![Write::set(q.clone(), s(limits::MAX_VALUE_BYTES))],
+        "the longest string",
+    )
+    .await;
 }
 
 async fn refuses_nested_arrays_and_depth(store: Arc<dyn Store>) {
@@ -220,10 +262,30 @@ async fn refuses_nested_arrays_and_depth(store: Arc<dyn Store>) {
     )
     .await;
     // 20 nested maps and arrays, no more.
-    accepted(&store, vec![Write::set(p.clone(), one("m", nested_maps(20, value::null())))], "20 maps").await;
-    refused(&store, vec![Write::set(p.clone(), one("m", nested_maps(21, value::null())))], "21 maps").await;
-    accepted(&store, vec![Write::set(p.clone(), one("m", nested_maps(19, inner.clone())))], "19 maps, an array").await;
-    refused(&store, vec![Write::set(p.clone(), one("m", nested_maps(20, inner)))], "20 maps, an array").await;
+    accepted(
+        &store,
+        vec![Write::set(p.clone(), one("m", nested_maps(20, value::null())))],
+        "20 maps",
+    )
+    .await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("m", nested_maps(21, value::null())))],
+        "21 maps",
+    )
+    .await;
+    accepted(
+        &store,
+        vec![Write::set(p.clone(), one("m", nested_maps(19, inner.clone())))],
+        "19 maps, an array",
+    )
+    .await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("m", nested_maps(20, inner)))],
+        "20 maps, an array",
+    )
+    .await;
     // A masked path's segments are maps around its value.
     refused(
         &store,
@@ -258,7 +320,12 @@ async fn refuses_unstorable_timestamps(store: Arc<dyn Store>) {
         )
         .await;
     }
-    accepted(&store, vec![Write::set(p.clone(), one("t", ts(min, 0)))], "0001-01-01").await;
+    accepted(
+        &store,
+        vec![Write::set(p.clone(), one("t", ts(min, 0)))],
+        "0001-01-01",
+    )
+    .await;
     accepted(
         &store,
         vec![Write::set(p.clone(), one("t", ts(max, 999_999_000)))],
@@ -279,17 +346,38 @@ async fn refuses_bad_geo_points_and_references(store: Arc<dyn Store>) {
     use funnelflow::store::value::ValueType::{GeoPointValue, ReferenceValue};
     let p = path("items/geo");
     let geo = |latitude, longitude| Value {
-        value_type: Some(GeoPointValue(
-            ::firestore::gcloud_sdk::google::r#type::LatLng { latitude, longitude },
-        )),
+        value_type: Some(GeoPointValue(::firestore::gcloud_sdk::google::r#type::LatLng {
+            latitude,
+            longitude,
+        })),
     };
-    refused(&store, vec![Write::set(p.clone(), one("g", geo(91.0, 0.0)))], "latitude 91").await;
-    refused(&store, vec![Write::set(p.clone(), one("g", geo(0.0, -181.0)))], "longitude -181").await;
-    accepted(&store, vec![Write::set(p.clone(), one("g", geo(-90.0, 180.0)))], "the corner").await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("g", geo(91.0, 0.0)))],
+        "latitude 91",
+    )
+    .await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("g", geo(0.0, -181.0)))],
+        "longitude -181",
+    )
+    .await;
+    accepted(
+        &store,
+        vec![Write::set(p.clone(), one("g", geo(-90.0, 180.0)))],
+        "the corner",
+    )
+    .await;
     let reference = |s: &str| Value {
         value_type: Some(ReferenceValue(s.to_owned())),
     };
-    refused(&store, vec![Write::set(p.clone(), one("r", reference("nonsense")))], "a bad reference").await;
+    refused(
+        &store,
+        vec![Write::set(p.clone(), one("r", reference("nonsense")))],
+        "a bad reference",
+    )
+    .await;
 }
 
 /// Right after a transaction fails (in its body, at commit, or dropped), a write
@@ -307,19 +395,31 @@ async fn failed_transactions_hold_no_locks(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx.get(&p).await.unwrap().is_some());
     let err = tx
-        .commit(vec![Write::update(p.clone(), one("x", unset()), vec!["x".into()])])
+        .commit(vec![Write::update(
+            p.clone(),
+            one("x", unset()),
+            vec!["x".into()],
+        )])
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidArgument(_)), "{err:?}");
     let started = Instant::now();
     store
-        .commit(vec![Write::update(p.clone(), one("n", value::int(2)), vec!["n".into()])])
+        .commit(vec![Write::update(
+            p.clone(),
+            one("n", value::int(2)),
+            vec!["n".into()],
+        )])
         .await
         .unwrap();
     let n = store::run_transaction(store.as_ref(), |tx| {
         let p = p.clone();
         async move {
-            let n = tx.get(&p).await?.and_then(|d| d.field("n").and_then(value::as_i64)).unwrap_or(0);
+            let n = tx
+                .get(&p)
+                .await?
+                .and_then(|d| d.field("n").and_then(value::as_i64))
+                .unwrap_or(0);
             let w = Write::update(p, one("n", value::int(n + 1)), vec!["n".into()]);
             Ok::<_, StoreError>(TxOutcome::new(vec![w], n + 1))
         }
@@ -342,7 +442,11 @@ async fn failed_transactions_hold_no_locks(store: Arc<dyn Store>) {
     let started = Instant::now();
     store.commit(vec![Write::delete(p.clone())]).await.unwrap();
     let took = started.elapsed();
-    assert!(took < bound, "{}: after a failed precondition: {took:?}", store.kind());
+    assert!(
+        took < bound,
+        "{}: after a failed precondition: {took:?}",
+        store.kind()
+    );
 
     // 3. The body fails after reading.
     let started = Instant::now();
@@ -373,7 +477,11 @@ async fn failed_transactions_hold_no_locks(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let took = started.elapsed();
-    assert!(took < bound, "{}: after a dropped transaction: {took:?}", store.kind());
+    assert!(
+        took < bound,
+        "{}: after a dropped transaction: {took:?}",
+        store.kind()
+    );
 }
 
 async fn commit_reports_update_times(store: Arc<dyn Store>) {
@@ -401,7 +509,11 @@ async fn commit_reports_update_times(store: Arc<dyn Store>) {
 
     // A write that changes nothing reports the unchanged update time.
     let same = store
-        .commit(vec![Write::update(b.clone(), fields(json!({"v": 2})), vec!["v".into()])])
+        .commit(vec![Write::update(
+            b.clone(),
+            fields(json!({"v": 2})),
+            vec!["v".into()],
+        )])
         .await
         .unwrap();
     assert_eq!(same.update_time(&b), Some(got_b.update_time));
@@ -411,7 +523,9 @@ async fn commit_reports_update_times(store: Arc<dyn Store>) {
         let a = a.clone();
         async move {
             let doc = tx.get(&a).await?;
-            let v = doc.and_then(|d| d.field("v").and_then(value::as_i64)).unwrap_or(0);
+            let v = doc
+                .and_then(|d| d.field("v").and_then(value::as_i64))
+                .unwrap_or(0);
             let w = Write::update(a, one("v", value::int(v + 10)), vec!["v".into()]).server_time("at");
             Ok::<_, StoreError>(TxOutcome::new(vec![w], v + 10))
         }
