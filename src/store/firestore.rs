@@ -261,11 +261,12 @@ impl FirestoreStore {
             .await
             .map_err(|status| store_error(FirestoreError::from(status)))?
             .into_inner();
-        let commit_time = response
-            .commit_time
-            .as_ref()
-            .and_then(value::from_proto_ts)
-            .ok_or_else(|| StoreError::Internal("the commit reported no commit time".into()))?;
+        // A transaction that writes nothing commits without a commit time.
+        let commit_time = match response.commit_time.as_ref().and_then(value::from_proto_ts) {
+            Some(t) => t,
+            None if paths.is_empty() => value::now(),
+            None => return Err(StoreError::Internal("the commit reported no commit time".into())),
+        };
         let mut results = response.write_results.into_iter();
         let writes = paths
             .into_iter()

@@ -539,4 +539,17 @@ async fn commit_reports_update_times(store: Arc<dyn Store>) {
     // The emulator's request time is not the commit time (it is earlier, to the millisecond).
     let at = got_a.field("at").and_then(value::as_timestamp).unwrap();
     assert!(at <= committed.commit_time);
+
+    // A transaction that only read commits too, reporting no write.
+    let ((), committed) = store::run_transaction_committed(store.as_ref(), |tx| {
+        let a = a.clone();
+        async move {
+            tx.get(&a).await?;
+            Ok::<_, StoreError>(TxOutcome::new(Vec::new(), ()))
+        }
+        .boxed()
+    })
+    .await
+    .unwrap();
+    assert!(committed.writes.is_empty());
 }
