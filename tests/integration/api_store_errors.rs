@@ -15,6 +15,7 @@ use crate::app::{TestApp, json_of, problem};
 
 crate::both_backends!(failing_an_analysis_then_deleting_it);
 crate::both_backends!(unstorable_timestamps_are_400);
+crate::both_backends!(unstorable_sign_in_times_are_401);
 crate::both_backends!(write_etags_are_the_stored_versions);
 
 fn etag_of(res: &reqwest::Response) -> String {
@@ -129,6 +130,19 @@ async fn unstorable_timestamps_are_400(app: TestApp) {
     )
     .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+/// A token's `auth_time` becomes the profile's `lastLoginAt`: one the store
+/// cannot hold (year 0) answered 500; no Firebase sign-in predates 1970.
+async fn unstorable_sign_in_times_are_401(app: TestApp) {
+    for auth_time in [-62_135_596_801_i64, -1] {
+        let token = app.token_with("ancient", |c| c["auth_time"] = json!(auth_time));
+        problem(app.get("/v1/me", &token).await, 401, "unauthenticated").await;
+    }
+    let token = app.token("ancient");
+    json_of(app.get("/v1/me", &token).await, 200).await;
+    let older = app.token_with("ancient", |c| c["auth_time"] = json!(0));
+    json_of(app.get("/v1/me", &older).await, 200).await;
 }
 
 /// Every write answers with the ETag of what it stored, taken from the commit.
