@@ -391,12 +391,19 @@ where
         let mut tx = ContentionWatch {
             inner: store.begin().await?,
             aborted: None,
+            unavailable: false,
         };
         let outcome = match body(&mut tx).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 let aborted = tx.aborted.take();
-                tx.inner.rollback().await;
+                if tx.unavailable {
+                    // A store that did not answer a read would not answer the rollback
+                    // either: dropping the transaction releases it in the background.
+                    drop(tx);
+                } else {
+                    tx.inner.rollback().await;
+                }
                 // A read that lost a lock race fails the body; that is contention too.
                 match aborted {
                     Some(reason) if attempt < TX_ATTEMPTS => {
@@ -421,16 +428,21 @@ where
 }
 
 /// Passes reads through, remembering whether one failed with `Aborted`, so the
-/// retry loop can tell contention from the body's own errors.
+/// retry loop can tell contention from the body's own errors (and with
+/// `Unavailable`, so it does not wait for a rollback the store cannot answer).
 struct ContentionWatch {
     inner: Box<dyn Transaction>,
     aborted: Option<String>,
+    /// A read found the store unreachable.
+    unavailable: bool,
 }
 
 impl ContentionWatch {
     fn watch<T>(&mut self, r: StoreResult<T>) -> StoreResult<T> {
-        if let Err(StoreError::Aborted(reason)) = &r {
-            self.aborted = Some(reason.clone());
+        match &r {
+            Err(StoreError::Aborted(reason)) => self.aborted = Some(reason.clone()),
+            Err(StoreError::Unavailable(_)) => self.unavailable = true,
+            _ => {}
         }
         r
     }
