@@ -598,9 +598,10 @@ impl Transaction for FirestoreTx {
                 self.data = None;
                 Ok(committed)
             }
-            // A store that does not answer would not answer the rollback either:
-            // release in the background rather than add a second wait.
-            Err(e @ StoreError::Unavailable(_)) => Err(e),
+            // A store that does not answer would not answer the rollback either,
+            // and an aborted transaction is over already (the retry should not
+            // wait behind a rollback): release in the background, through `Drop`.
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Aborted(_))) => Err(e),
             Err(e) => {
                 self.data = None;
                 self.store.rollback_transaction(id).await;

@@ -17,5 +17,6 @@ mod openapi;
 mod readiness;
 #[macro_use]
 mod store_contract;
+mod store_commits;
 mod store_limits;
 mod support;
