@@ -213,12 +213,16 @@ impl ResponseError for AppError {
     }
 }
 
-/// The single mapping of store failures to client-visible errors.
+/// The single mapping of store failures to client-visible errors. A store's
+/// message names documents and values: it goes to the log, never to the client.
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => Self::NotFound,
-            StoreError::AlreadyExists(what) => Self::Conflict(format!("already exists: {what}")),
+            StoreError::AlreadyExists(what) => {
+                tracing::info!(error.cause = %what, "store: already exists");
+                Self::Conflict("the resource already exists".into())
+            }
             // Firestore also answers FAILED_PRECONDITION for a missing index or an
             // expired transaction: only callers that sent a version precondition
             // may turn it into 412, and they do so themselves.
@@ -235,3 +239,25 @@ impl From<StoreError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_details_never_reach_the_client() {
+        let name = "projects/p/databases/(default)/documents/users/u1/analyses/a1";
+        for e in [
+            StoreError::AlreadyExists(name.into()),
+            StoreError::InvalidArgument(format!("{name}: cannot convert firestore.v1.Value")),
+            StoreError::FailedPrecondition(name.into()),
+            StoreError::Internal(name.into()),
+        ] {
+            let problem = AppError::from(e).problem("r");
+            assert!(!problem.detail.contains("users/u1"), "{}", problem.detail);
+            assert!(!problem.detail.contains("firestore"), "{}", problem.detail);
+        }
+        let conflict = AppError::from(StoreError::AlreadyExists(name.into()));
+        assert_eq!(conflict.status_code(), StatusCode::CONFLICT);
+    }
+}

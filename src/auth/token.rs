@@ -113,6 +113,11 @@ impl RawClaims {
         if iat > now.saturating_add(LEEWAY_SECS) || auth_time > now.saturating_add(LEEWAY_SECS) {
             return Err(AuthError::NotYetValid);
         }
+        // No Firebase sign-in predates 1970; `auth_time` is stored (`lastLoginAt`),
+        // and Firestore cannot hold instants before year 1.
+        if auth_time < 0 {
+            return Err(AuthError::Malformed);
+        }
         let sub = self.sub.ok_or(AuthError::MissingSubject)?;
         if sub.is_empty() || sub.chars().count() > MAX_SUB_CHARS {
             return Err(AuthError::MissingSubject);

@@ -494,7 +494,7 @@ impl Analyses {
         };
         let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let new = Arc::new(new);
-        let result = store::run_transaction(self.store.as_ref(), |tx| {
+        let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (user_path, path, persona_path, new, id) = (
                 user_path.clone(),
                 path.clone(),
@@ -543,14 +543,8 @@ impl Analyses {
         })
         .await;
         self.after_write(uid).await;
-        let analysis = result?;
-        // The commit's update time is the ETag basis: read it back (cheap, and rare next to reads).
-        let doc = self
-            .store
-            .get(&analysis_path(uid, &analysis.analysis_id)?)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        Versioned::decode(&doc)
+        let (analysis, committed) = result?;
+        versioned::written(analysis, &committed, &path)
     }
 
     pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Analysis>> {
@@ -593,7 +587,7 @@ impl Analyses {
         let user_path = users::Users::path(uid)?;
         let copies = i64::from(c.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let c = Arc::new(c);
-        let result = store::run_transaction(self.store.as_ref(), |tx| {
+        let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, user_path, c, if_match) =
                 (path.clone(), user_path.clone(), c.clone(), if_match.clone());
             async move {
@@ -637,14 +631,14 @@ impl Analyses {
                 writes.push(
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
                 );
-                Ok(TxOutcome::new(writes, ()))
+                Ok(TxOutcome::new(writes, a))
             }
             .boxed()
         })
         .await;
         self.after_write(uid).await;
-        result?;
-        self.get(uid, id).await
+        let (a, committed) = result?;
+        versioned::written(a, &committed, &path)
     }
 
     /// Deletes an analysis (and so its share link). Missing: 404.
@@ -791,7 +785,8 @@ impl Analyses {
             .commit(vec![Write::update(path, fields, vec!["sharing".into()])])
             .await;
         self.invalidate(uid).await;
-        Ok(result?)
+        result?;
+        Ok(())
     }
 
     /// The public view of a shared analysis (no owner data). Unknown or revoked: 404.

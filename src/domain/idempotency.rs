@@ -112,7 +112,7 @@ pub async fn claim(store: &dyn Store, path: DocPath, endpoint: &str, hash: &str)
         };
         let write = Write::set(path.clone(), store::encode(&rec)?).precondition(precondition);
         match store.commit(vec![write]).await {
-            Ok(()) => return Ok(Claim::Fresh(path)),
+            Ok(_) => return Ok(Claim::Fresh(path)),
             // Someone claimed it between our read and write: decide again.
             Err(store::StoreError::AlreadyExists(_) | store::StoreError::FailedPrecondition(_)) => continue,
             Err(e) => return Err(e.into()),

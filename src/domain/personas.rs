@@ -289,7 +289,7 @@ impl Personas {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = user.child(COLLECTION, &id)?;
         let new = Arc::new(new);
-        let result = store::run_transaction(self.store.as_ref(), |tx| {
+        let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (user, path, new, id, uid) = (
                 user.clone(),
                 path.clone(),
@@ -327,14 +327,14 @@ impl Personas {
                 if is_default {
                     writes.extend(clear_defaults(&existing, &path, now));
                 }
-                Ok(TxOutcome::new(writes, ()))
+                Ok(TxOutcome::new(writes, persona))
             }
             .boxed()
         })
         .await;
         self.invalidate(uid).await;
-        result?;
-        self.get(uid, &id).await
+        let (persona, committed) = result?;
+        versioned::written(persona, &committed, &path)
     }
 
     pub async fn get(&self, uid: &str, id: &str) -> AppResult<Versioned<Persona>> {
@@ -368,7 +368,7 @@ impl Personas {
         let path = path_or_404(uid, id)?;
         let user = users::Users::path(uid)?;
         let patch = Arc::new(patch);
-        let result = store::run_transaction(self.store.as_ref(), |tx| {
+        let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, user, patch, if_match) = (path.clone(), user.clone(), patch.clone(), if_match.clone());
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
@@ -416,17 +416,21 @@ impl Personas {
                         writes.extend(clear_defaults(&defaults, &path, now));
                     }
                 }
+                // What the document holds after the update: no second read for the answer.
+                let mut updated = doc.fields.clone();
+                value::apply_mask(&mut updated, &fields, &mask);
+                let persona: Persona = value::decode_fields(&updated)?;
                 writes.push(
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
                 );
-                Ok::<_, AppError>(TxOutcome::new(writes, ()))
+                Ok::<_, AppError>(TxOutcome::new(writes, persona))
             }
             .boxed()
         })
         .await;
         self.invalidate(uid).await;
-        result?;
-        self.get(uid, id).await
+        let (persona, committed) = result?;
+        versioned::written(persona, &committed, &path)
     }
 
     pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {

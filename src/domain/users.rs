@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::freshness::Generations;
-use super::{audit, clock};
+use super::{audit, clock, versioned};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::{self, DocPath, Fields, Store, TxOutcome, Write, value};
@@ -386,7 +386,7 @@ impl Users {
             });
         }
         let defaults = default_fields(sign_in)?;
-        store::run_transaction(self.store.as_ref(), |tx| {
+        let ((merged, unchanged), committed) = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, defaults) = (path.clone(), defaults.clone());
             async move {
                 let existing = tx.get(&path).await?;
@@ -403,7 +403,8 @@ impl Users {
                             }
                         }
                         if mask.is_empty() {
-                            return Ok::<_, AppError>(TxOutcome::new(Vec::new(), ()));
+                            let version = Some(doc.update_time);
+                            return Ok::<_, AppError>(TxOutcome::new(Vec::new(), (merged, version)));
                         }
                         let w = Write::update(path, fields, mask)
                             .precondition(store::Precondition::UpdateTime(doc.update_time));
@@ -411,16 +412,19 @@ impl Users {
                     }
                 };
                 decode_profile(&merged)?;
-                Ok(TxOutcome::new(vec![write], ()))
+                Ok(TxOutcome::new(vec![write], (merged, None)))
             }
             .boxed()
         })
         .await?;
-        // Re-read for the committed version (the update time is the ETag).
-        let doc = self.store.get(&path).await?.ok_or(AppError::NotFound)?;
+        // The commit's update time is the ETag: no second read.
+        let version = match unchanged {
+            Some(v) => v,
+            None => versioned::written((), &committed, &path)?.version,
+        };
         Ok(Account {
-            profile: decode_profile(&doc.fields)?,
-            version: doc.update_time,
+            profile: decode_profile(&merged)?,
+            version,
         })
     }
 
@@ -429,26 +433,36 @@ impl Users {
     async fn record_login(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
         let path = Self::path(&sign_in.uid)?;
         let at = jiff::Timestamp::from_second(sign_in.auth_time).map_err(AppError::internal)?;
-        let result = store::run_transaction(self.store.as_ref(), |tx| {
+        let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let path = path.clone();
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
                 let current = doc.field("lastLoginAt").and_then(value::as_timestamp);
                 if current.is_some_and(|c| c >= at) {
-                    return Ok(TxOutcome::new(Vec::new(), ()));
+                    return Ok(TxOutcome::new(Vec::new(), (doc.fields, Some(doc.update_time))));
                 }
-                let mut fields = Fields::new();
+                let mut fields = doc.fields.clone();
                 fields.insert("lastLoginAt".into(), value::timestamp(at));
-                let w = Write::update(path, fields, vec!["lastLoginAt".into()])
+                let mut changed = Fields::new();
+                changed.insert("lastLoginAt".into(), value::timestamp(at));
+                let w = Write::update(path, changed, vec!["lastLoginAt".into()])
                     .precondition(store::Precondition::UpdateTime(doc.update_time));
-                Ok::<_, AppError>(TxOutcome::new(vec![w], ()))
+                Ok::<_, AppError>(TxOutcome::new(vec![w], (fields, None)))
             }
             .boxed()
         })
         .await;
         self.invalidate(&sign_in.uid).await;
-        result?;
-        self.get(&sign_in.uid).await?.ok_or(AppError::NotFound)
+        let ((fields, unchanged), committed) = result?;
+        // The commit's update time is the ETag: no second read.
+        let version = match unchanged {
+            Some(v) => v,
+            None => versioned::written((), &committed, &path)?.version,
+        };
+        Ok(Arc::new(Account {
+            profile: decode_profile(&fields)?,
+            version,
+        }))
     }
 
     /// `if_match`: the version the client last saw (412 if it moved on).

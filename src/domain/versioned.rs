@@ -21,6 +21,15 @@ impl<T: serde::de::DeserializeOwned> Versioned<T> {
     }
 }
 
+/// The item just written to `path`, versioned by the commit's update time (no
+/// second read for the ETag).
+pub fn written<T>(item: T, committed: &store::Committed, path: &DocPath) -> AppResult<Versioned<T>> {
+    let version = committed
+        .update_time(path)
+        .ok_or_else(|| AppError::internal(format!("the commit reported no update time for {path}")))?;
+    Ok(Versioned { item, version })
+}
+
 /// `If-Match` against a document read in a transaction: 412 when it moved on.
 pub fn check_version(if_match: &Precondition, doc: &store::Doc, what: &str) -> AppResult<()> {
     match if_match {
@@ -50,6 +59,6 @@ pub async fn delete(store: &dyn Store, path: DocPath, if_match: Precondition, wh
                 "the {what} was changed by another request"
             )))
         }
-        other => Ok(other?),
+        other => other.map(|_| ()).map_err(AppError::from),
     }
 }

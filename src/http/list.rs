@@ -21,11 +21,18 @@ pub fn page_response<T: Serialize>(page: &Page<Versioned<T>>) -> HttpResponse {
     })
 }
 
-/// An RFC 3339 query parameter, or 400 naming it.
+/// An RFC 3339 query parameter the store can hold (from year 0001; the parser
+/// itself stops 26 hours before Firestore's end of 9999), or 400 naming it.
 pub fn timestamp_param(name: &str, v: Option<&str>) -> AppResult<Option<jiff::Timestamp>> {
     v.map(|s| {
         s.parse::<jiff::Timestamp>()
-            .map_err(|_| AppError::BadRequest(format!("{name} must be an RFC 3339 timestamp")))
+            .ok()
+            .filter(|t| crate::store::limits::storable(*t))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "{name} must be an RFC 3339 timestamp from 0001-01-01T00:00:00Z to 9999-12-30T22:00:00Z"
+                ))
+            })
     })
     .transpose()
 }

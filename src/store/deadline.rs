@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
 
 tokio::task_local! {
     static CURRENT: Deadline;
@@ -146,7 +146,7 @@ impl Store for Deadlined {
     async fn count(&self, query: &Query) -> StoreResult<u64> {
         bounded("count", self.budget, self.inner.count(query)).await
     }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         bounded("commit", self.budget, self.inner.commit(writes)).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
@@ -186,7 +186,7 @@ impl Transaction for DeadlinedTx {
     async fn query(&mut self, query: &Query) -> StoreResult<Vec<Doc>> {
         bounded("transaction query", self.budget, self.inner.query(query)).await
     }
-    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<Committed> {
         bounded("transaction commit", self.budget, self.inner.commit(writes)).await
     }
     /// The rollback runs in a task of its own with a fresh bound, so it still
@@ -241,7 +241,7 @@ mod tests {
         async fn count(&self, _: &Query) -> StoreResult<u64> {
             pending().await
         }
-        async fn commit(&self, _: Vec<Write>) -> StoreResult<()> {
+        async fn commit(&self, _: Vec<Write>) -> StoreResult<Committed> {
             pending().await
         }
         async fn list_collection_ids(&self, _: &DocPath) -> StoreResult<Vec<String>> {
@@ -268,7 +268,7 @@ mod tests {
         async fn query(&mut self, _: &Query) -> StoreResult<Vec<Doc>> {
             pending().await
         }
-        async fn commit(self: Box<Self>, _: Vec<Write>) -> StoreResult<()> {
+        async fn commit(self: Box<Self>, _: Vec<Write>) -> StoreResult<Committed> {
             Err(StoreError::Aborted("contention".into()))
         }
         async fn rollback(self: Box<Self>) {

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use super::value::{self, ValueType};
 use super::{
-    Direction, Doc, DocPath, Filter, Op, Precondition, Query, Store, StoreError, StoreResult, Timestamp,
-    Transaction, Transform, Value, Write, WriteOp,
+    Committed, Direction, Doc, DocPath, Filter, Op, Precondition, Query, Store, StoreError, StoreResult,
+    Timestamp, Transaction, Transform, Value, Write, WriteOp, limits,
 };
 
 /// An in-memory document store; clones share the same data.
@@ -61,6 +61,7 @@ impl State {
     }
 
     fn query(&self, q: &Query) -> StoreResult<Vec<&Doc>> {
+        limits::check_query(q)?;
         let order = effective_order(q)?;
         for f in &q.filters {
             if f.op == Op::In && as_array(&f.value).is_none() {
@@ -136,20 +137,30 @@ impl State {
         t
     }
 
-    /// Applies all writes or none.
-    fn commit(&mut self, writes: Vec<Write>) -> StoreResult<()> {
+    /// Applies all writes or none; refuses, as Firestore does, what it cannot store.
+    fn commit(&mut self, writes: Vec<Write>) -> StoreResult<Committed> {
+        // Firestore validates the whole request before any precondition.
+        writes.iter().try_for_each(limits::check_write)?;
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Committed {
+                commit_time: value::now(),
+                writes: Vec::new(),
+            });
         }
         let now = self.next_commit_time();
         // Writes to one document apply in order, each on the result of the previous.
         let mut staged: HashMap<DocPath, Option<Doc>> = HashMap::new();
+        let mut results = Vec::with_capacity(writes.len());
         for w in writes {
             let current = match staged.get(&w.path) {
                 Some(d) => d.clone(),
                 None => self.get(&w.path).cloned(),
             };
             let next = apply_write(current, w.op, &w.precondition, &w.transforms, &w.path, now)?;
+            if let Some(doc) = &next {
+                limits::check_document(&w.path, &doc.fields)?;
+            }
+            results.push((w.path.clone(), next.as_ref().map(|d| d.update_time)));
             staged.insert(w.path, next);
         }
         for (path, doc) in staged {
@@ -170,7 +181,10 @@ impl State {
                 }
             }
         }
-        Ok(())
+        Ok(Committed {
+            commit_time: now,
+            writes: results,
+        })
     }
 }
 
@@ -208,14 +222,7 @@ fn apply_write(
         WriteOp::Set(fields) => fields,
         WriteOp::Update { fields, mask } => {
             let mut out = current.as_ref().map(|d| d.fields.clone()).unwrap_or_default();
-            for m in &mask {
-                match value::get_path(&fields, m) {
-                    Some(v) => value::set_path(&mut out, m, v.clone()),
-                    None => {
-                        value::remove_path(&mut out, m);
-                    }
-                }
-            }
+            value::apply_mask(&mut out, &fields, &mask);
             out
         }
     };
@@ -404,7 +411,7 @@ impl Store for EmbeddedStore {
         Ok(self.read().query(query)?.len() as u64)
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         self.write().commit(writes)
     }
 
@@ -496,7 +503,7 @@ impl Transaction for EmbeddedTransaction {
         Ok(docs)
     }
 
-    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<Committed> {
         let mut state = self.store.write();
         for (path, version) in &self.reads {
             if state.get(path).map(|d| d.update_time) != *version {

@@ -17,8 +17,8 @@ use ::firestore::{
     FirestoreAggregationOperatorCount, FirestoreConsistencySelector, FirestoreDb, FirestoreDbOptions,
     FirestoreQueryCollection, FirestoreQueryCursor, FirestoreQueryDirection, FirestoreQueryFilter,
     FirestoreQueryFilterCompare, FirestoreQueryFilterComposite, FirestoreQueryFilterCompositeOperator,
-    FirestoreQueryOrder, FirestoreTransaction, FirestoreTransactionData, FirestoreTransactionOps,
-    FirestoreTransactionOptions, FirestoreValue, errors::FirestoreError,
+    FirestoreQueryOrder, FirestoreTransaction, FirestoreTransactionData, FirestoreTransactionOptions,
+    FirestoreValue, errors::FirestoreError,
 };
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -26,8 +26,8 @@ use futures::TryStreamExt;
 use super::embedded::effective_order;
 use super::value::{self, ValueType};
 use super::{
-    Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, StoreError, StoreResult, Transaction,
-    Transform, Value, Write, WriteOp,
+    Committed, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, StoreError, StoreResult,
+    Transaction, Transform, Value, Write, WriteOp,
 };
 
 /// Documents fetched per page when listing a subtree.
@@ -238,7 +238,68 @@ impl FirestoreStore {
             .collect()
     }
 
-    fn to_proto(&self, w: Write) -> StoreResult<ProtoWrite> {
+    /// One `Commit` call (in `transaction` when it is not empty), reporting each
+    /// write's update time.
+    async fn send_commit(&self, writes: Vec<Write>, transaction: Vec<u8>) -> StoreResult<Committed> {
+        let paths: Vec<DocPath> = writes.iter().map(|w| w.path.clone()).collect();
+        let writes = writes
+            .into_iter()
+            .map(|w| self.to_proto(w))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut request = tonic::Request::new(proto::CommitRequest {
+            database: self.db.get_database_path().clone(),
+            writes,
+            transaction,
+            request_options: None,
+        });
+        request
+            .extensions_mut()
+            .insert(RequestTimeouts::new().with_total(self.timeout));
+        let response = self
+            .db
+            .client()
+            .get()
+            .commit(request)
+            .await
+            .map_err(|status| store_error(FirestoreError::from(status)))?
+            .into_inner();
+        // A transaction that writes nothing commits without a commit time.
+        let commit_time = match response.commit_time.as_ref().and_then(value::from_proto_ts) {
+            Some(t) => t,
+            None if paths.is_empty() => value::now(),
+            None => return Err(StoreError::Internal("the commit reported no commit time".into())),
+        };
+        let mut results = response.write_results.into_iter();
+        let writes = paths
+            .into_iter()
+            .map(|p| {
+                let t = results
+                    .next()
+                    .and_then(|r| r.update_time)
+                    .as_ref()
+                    .and_then(value::from_proto_ts);
+                (p, t)
+            })
+            .collect();
+        Ok(Committed { commit_time, writes })
+    }
+
+    /// Releases a transaction's locks at once (rather than when Firestore expires it).
+    async fn rollback_transaction(&self, transaction: Vec<u8>) {
+        let mut request = tonic::Request::new(proto::RollbackRequest {
+            database: self.db.get_database_path().clone(),
+            transaction,
+            request_options: None,
+        });
+        request
+            .extensions_mut()
+            .insert(RequestTimeouts::new().with_total(self.timeout));
+        if let Err(status) = self.db.client().get().rollback(request).await {
+            tracing::debug!(error = %status, "transaction rollback failed");
+        }
+    }
+
+    fn to_proto(&self, w: Write) -> StoreResult<proto::Write> {
         let name = self.full_name(&w.path);
         let current_document = match w.precondition {
             Precondition::None => None,
@@ -295,22 +356,12 @@ impl FirestoreStore {
                 }),
             })
             .collect();
-        Ok(ProtoWrite(proto::Write {
+        Ok(proto::Write {
             update_mask,
             update_transforms,
             current_document,
             operation: Some(operation),
-        }))
-    }
-}
-
-/// A prepared proto write, in the shape `FirestoreTransactionOps::add` takes.
-struct ProtoWrite(proto::Write);
-
-impl TryFrom<ProtoWrite> for proto::Write {
-    type Error = FirestoreError;
-    fn try_from(w: ProtoWrite) -> Result<Self, Self::Error> {
-        Ok(w.0)
+        })
     }
 }
 
@@ -417,32 +468,16 @@ impl Store for FirestoreStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Committed {
+                commit_time: value::now(),
+                writes: Vec::new(),
+            });
         }
-        let writes = writes
-            .into_iter()
-            .map(|w| self.to_proto(w).map(|p| p.0))
-            .collect::<StoreResult<Vec<_>>>()?;
         // A commit without a transaction is atomic already: one round trip. Never
         // retried here: its writes may have been applied.
-        let mut request = tonic::Request::new(proto::CommitRequest {
-            database: self.db.get_database_path().clone(),
-            writes,
-            transaction: Vec::new(),
-            request_options: None,
-        });
-        request
-            .extensions_mut()
-            .insert(RequestTimeouts::new().with_total(self.timeout));
-        self.db
-            .client()
-            .get()
-            .commit(request)
-            .await
-            .map_err(|status| store_error(FirestoreError::from(status)))?;
-        Ok(())
+        self.send_commit(writes, Vec::new()).await
     }
 
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
@@ -549,51 +584,54 @@ impl Transaction for FirestoreTx {
         self.reader.run_query(query).await
     }
 
-    async fn commit(mut self: Box<Self>, writes: Vec<Write>) -> StoreResult<()> {
-        let data = self.take()?;
-        let db = self.store.db.clone();
-        let mut tx = FirestoreTransaction::from_data(&db, data);
-        let mut failed = None;
-        for w in writes {
-            match self.store.to_proto(w) {
-                Ok(p) => {
-                    if let Err(e) = tx.add(p) {
-                        failed = Some(store_error(e));
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+    /// A commit that fails for any reason is rolled back before this returns: a
+    /// refused commit (an invalid value, a failed precondition) otherwise keeps
+    /// its locks until Firestore expires the transaction, and the next request on
+    /// the same documents waits for them (FIRESTORE-NOTES). `data` stays in
+    /// `self` until the commit succeeded, so a commit cancelled midway is rolled
+    /// back by `Drop`.
+    async fn commit(mut self: Box<Self>, writes: Vec<Write>) -> StoreResult<Committed> {
+        let id = match &self.data {
+            Some(data) => data.transaction_id().clone(),
+            None => return Err(StoreError::Internal("the transaction is already finished".into())),
+        };
+        match self.store.send_commit(writes, id.clone()).await {
+            Ok(committed) => {
+                self.data = None;
+                Ok(committed)
+            }
+            // A store that does not answer would not answer the rollback either,
+            // and an aborted transaction is over already (the retry should not
+            // wait behind a rollback): release in the background, through `Drop`.
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Aborted(_))) => Err(e),
+            Err(e) => {
+                self.data = None;
+                self.store.rollback_transaction(id).await;
+                Err(e)
             }
         }
-        if let Some(e) = failed {
-            let _ = tx.rollback().await;
-            return Err(e);
-        }
-        tx.commit().await.map(|_| ()).map_err(store_error)
     }
 
     async fn rollback(mut self: Box<Self>) {
         if let Ok(data) = self.take() {
-            let _ = FirestoreTransaction::from_data(&self.store.db, data)
-                .rollback()
+            self.store
+                .rollback_transaction(data.transaction_id().clone())
                 .await;
         }
     }
 }
 
 impl Drop for FirestoreTx {
-    /// A transaction dropped unfinished (its request was cancelled) releases its
-    /// locks now rather than when Firestore expires it.
+    /// A transaction dropped unfinished (its request was cancelled, or its commit
+    /// failed without an answer) releases its locks now rather than when
+    /// Firestore expires it.
     fn drop(&mut self) {
         if let Some(data) = self.data.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            let db = self.store.db.clone();
+            let store = self.store.clone();
             handle.spawn(async move {
-                let _ = FirestoreTransaction::from_data(&db, data).rollback().await;
+                store.rollback_transaction(data.transaction_id().clone()).await;
             });
         }
     }

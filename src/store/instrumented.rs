@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
 use crate::metrics::Metrics;
 
 pub struct Instrumented {
@@ -46,7 +46,7 @@ impl Store for Instrumented {
     async fn count(&self, query: &Query) -> StoreResult<u64> {
         self.timed("count", self.inner.count(query)).await
     }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         self.timed("commit", self.inner.commit(writes)).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::deadline::Deadline;
 use super::firestore::FirestoreStore;
-use super::{Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
 
 /// How long a request's call waits for a connection in progress.
 const CONNECT_WAIT: Duration = Duration::from_secs(1);
@@ -131,7 +131,7 @@ impl Store for LazyFirestore {
     async fn count(&self, query: &Query) -> StoreResult<u64> {
         self.store().await?.count(query).await
     }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
         self.store().await?.commit(writes).await
     }
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {

@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod firestore;
 pub mod instrumented;
 pub mod lazy;
+pub mod limits;
 
 mod path;
 pub mod value;
@@ -89,6 +90,28 @@ impl Doc {
 /// Encodes a domain struct as document fields.
 pub fn encode<T: Serialize>(obj: &T) -> StoreResult<Fields> {
     value::encode_fields(obj)
+}
+
+/// What a successful commit reports: when it happened and, per write in order,
+/// the document's update time after it (Firestore's `CommitResponse`), so a
+/// writer can answer with the new ETag without reading the document again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub commit_time: Timestamp,
+    /// One per write, in the order of the writes. `None` after a delete; a write
+    /// that changed nothing reports the unchanged update time.
+    pub writes: Vec<(DocPath, Option<Timestamp>)>,
+}
+
+impl Committed {
+    /// The update time `path` had after its last write in this commit.
+    pub fn update_time(&self, path: &DocPath) -> Option<Timestamp> {
+        self.writes
+            .iter()
+            .rev()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, t)| *t)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -304,7 +327,7 @@ pub trait Store: Send + Sync + 'static {
     /// Number of documents matching the query (honouring `start_after` and `limit`, as Firestore does).
     async fn count(&self, query: &Query) -> StoreResult<u64>;
     /// Applies all writes atomically (at most `MAX_WRITES_PER_COMMIT`).
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<()>;
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed>;
     /// Ids of the subcollections directly under `parent` that hold documents.
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>>;
     /// Every document anywhere below `parent` (any depth, any collection, known
@@ -321,7 +344,9 @@ pub trait Transaction: Send {
     async fn get(&mut self, path: &DocPath) -> StoreResult<Option<Doc>>;
     async fn get_all(&mut self, paths: &[DocPath]) -> StoreResult<Vec<Option<Doc>>>;
     async fn query(&mut self, query: &Query) -> StoreResult<Vec<Doc>>;
-    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<()>;
+    /// Commits; whatever the outcome, the transaction holds nothing afterwards
+    /// (a failed commit is rolled back before this returns).
+    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<Committed>;
     async fn rollback(self: Box<Self>);
 }
 
@@ -350,18 +375,37 @@ where
     F: for<'t> Fn(&'t mut dyn Transaction) -> BoxFuture<'t, Result<TxOutcome<T>, E>>,
     E: From<StoreError>,
 {
+    run_transaction_committed(store, body)
+        .await
+        .map(|(value, _)| value)
+}
+
+/// [`run_transaction`], also returning what the commit reported (the new
+/// update times: the ETags of the written documents).
+pub async fn run_transaction_committed<T, E, F>(store: &dyn Store, body: F) -> Result<(T, Committed), E>
+where
+    F: for<'t> Fn(&'t mut dyn Transaction) -> BoxFuture<'t, Result<TxOutcome<T>, E>>,
+    E: From<StoreError>,
+{
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let mut tx = ContentionWatch {
             inner: store.begin().await?,
             aborted: None,
+            unavailable: false,
         };
         let outcome = match body(&mut tx).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 let aborted = tx.aborted.take();
-                tx.inner.rollback().await;
+                if tx.unavailable {
+                    // A store that did not answer a read would not answer the rollback
+                    // either: dropping the transaction releases it in the background.
+                    drop(tx);
+                } else {
+                    tx.inner.rollback().await;
+                }
                 // A read that lost a lock race fails the body; that is contention too.
                 match aborted {
                     Some(reason) if attempt < TX_ATTEMPTS => {
@@ -373,8 +417,9 @@ where
                 }
             }
         };
+        // Whatever it ends with, the commit leaves no lock behind (see `Transaction::commit`).
         match tx.inner.commit(outcome.writes).await {
-            Ok(()) => return Ok(outcome.value),
+            Ok(committed) => return Ok((outcome.value, committed)),
             Err(StoreError::Aborted(reason)) if attempt < TX_ATTEMPTS => {
                 tracing::debug!(attempt, %reason, "transaction aborted, retrying");
                 deadline::backoff(backoff(attempt)).await?;
@@ -385,16 +430,21 @@ where
 }
 
 /// Passes reads through, remembering whether one failed with `Aborted`, so the
-/// retry loop can tell contention from the body's own errors.
+/// retry loop can tell contention from the body's own errors (and with
+/// `Unavailable`, so it does not wait for a rollback the store cannot answer).
 struct ContentionWatch {
     inner: Box<dyn Transaction>,
     aborted: Option<String>,
+    /// A read found the store unreachable.
+    unavailable: bool,
 }
 
 impl ContentionWatch {
     fn watch<T>(&mut self, r: StoreResult<T>) -> StoreResult<T> {
-        if let Err(StoreError::Aborted(reason)) = &r {
-            self.aborted = Some(reason.clone());
+        match &r {
+            Err(StoreError::Aborted(reason)) => self.aborted = Some(reason.clone()),
+            Err(StoreError::Unavailable(_)) => self.unavailable = true,
+            _ => {}
         }
         r
     }
@@ -414,7 +464,7 @@ impl Transaction for ContentionWatch {
         let r = self.inner.query(query).await;
         self.watch(r)
     }
-    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<()> {
+    async fn commit(self: Box<Self>, writes: Vec<Write>) -> StoreResult<Committed> {
         self.inner.commit(writes).await
     }
     async fn rollback(self: Box<Self>) {
@@ -433,7 +483,7 @@ pub async fn commit_chunked(store: &dyn Store, writes: Vec<Write>) -> StoreResul
         loop {
             attempt += 1;
             match store.commit(chunk.clone()).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(StoreError::Unavailable(_) | StoreError::Aborted(_)) if attempt < 6 => {
                     deadline::backoff(backoff(attempt)).await?;
                 }

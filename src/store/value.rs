@@ -57,9 +57,14 @@ pub fn array(values: Vec<Value>) -> Value {
 }
 
 /// Any serializable value (timestamps through `firestore::FirestoreTimestamp`).
+/// `None` is null: the crate encodes it as a value of no type, which Firestore
+/// refuses ("Cannot convert firestore.v1.Value with type unset").
 pub fn from_serialize<T: Serialize>(v: &T) -> Value {
     let fv: ::firestore::FirestoreValue = From::from(v);
-    fv.value
+    match fv.value.value_type {
+        None => null(),
+        Some(_) => fv.value,
+    }
 }
 
 pub fn as_str(v: &Value) -> Option<&str> {
@@ -145,6 +150,19 @@ pub fn remove_path(fields: &mut Fields, dotted: &str) -> bool {
             Some(ValueType::MapValue(m)) => remove_path(&mut m.fields, rest),
             _ => false,
         },
+    }
+}
+
+/// An update's effect on `target`: each masked path takes its value in
+/// `fields`, or is removed when `fields` has none.
+pub fn apply_mask(target: &mut Fields, fields: &Fields, mask: &[String]) {
+    for m in mask {
+        match get_path(fields, m) {
+            Some(v) => set_path(target, m, v.clone()),
+            None => {
+                remove_path(target, m);
+            }
+        }
     }
 }
 
@@ -289,6 +307,12 @@ mod tests {
             assert_eq!(compare(&w[0], &w[1]), Ordering::Less);
         }
         assert!(equals(&int(1), &double(1.0)));
+    }
+
+    #[test]
+    fn none_serializes_as_null_never_as_an_unset_value() {
+        assert_eq!(from_serialize(&None::<i64>), null());
+        assert_eq!(from_serialize(&Some(2)), int(2));
     }
 
     #[test]

@@ -8,11 +8,15 @@ mod api_http;
 mod api_idempotency;
 mod api_personas;
 mod api_profile;
+mod api_store_errors;
 mod app;
 mod binary;
 mod indexes;
 mod migrations;
 mod openapi;
 mod readiness;
+#[macro_use]
 mod store_contract;
+mod store_commits;
+mod store_limits;
 mod support;

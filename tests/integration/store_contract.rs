@@ -719,7 +719,7 @@ async fn transaction_counter(store: Arc<dyn Store>) {
 /// `run_transaction` runs the body again on the new value; Firestore's locks may
 /// instead hold the other writer back until the commit. Either way no update is lost.
 async fn transaction_retries_on_change(store: Arc<dyn Store>) {
-    type Racer = tokio::task::JoinHandle<Result<(), StoreError>>;
+    type Racer = tokio::task::JoinHandle<Result<store::Committed, StoreError>>;
     let p = path("counters/raced");
     store
         .commit(vec![Write::set(p.clone(), fields(json!({"n": 1})))])
