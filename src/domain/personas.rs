@@ -363,7 +363,7 @@ impl Personas {
         uid: &str,
         id: &str,
         patch: PersonaPatch,
-        if_match: Precondition,
+        if_match: versioned::IfMatch,
     ) -> AppResult<Versioned<Persona>> {
         let path = path_or_404(uid, id)?;
         let user = users::Users::path(uid)?;
@@ -429,7 +429,7 @@ impl Personas {
         self.get(uid, id).await
     }
 
-    pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
+    pub async fn delete(&self, uid: &str, id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
         let result = versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "persona").await;
         self.invalidate(uid).await;
         result

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::freshness::Generations;
-use super::{audit, clock};
+use super::{audit, clock, versioned};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::{self, DocPath, Fields, Store, TxOutcome, Write, value};
@@ -456,7 +456,7 @@ impl Users {
         &self,
         uid: &str,
         patch: &ProfilePatch,
-        if_match: store::Precondition,
+        if_match: &versioned::IfMatch,
         request_id: &str,
     ) -> AppResult<Arc<Account>> {
         let path = Self::path(uid)?;
@@ -501,22 +501,15 @@ impl Users {
                 request_id,
                 serde_json::json!({ "fields": mask }),
             )?;
-            let precondition = match if_match {
-                store::Precondition::None => store::Precondition::Exists(true),
-                other => other,
-            };
-            let write = Write::update(path, fields, mask).precondition(precondition);
-            let result = self.store.commit(vec![write, audit]).await;
+            let result = versioned::commit_if_match(self.store.as_ref(), &path, if_match, "profile", |p| {
+                vec![Write::update(path.clone(), fields, mask).precondition(p), audit]
+            })
+            .await;
             self.invalidate(uid).await;
-            if let Err(store::StoreError::FailedPrecondition(_)) = result {
-                return Err(AppError::PreconditionFailed(
-                    "the profile was changed by another request".into(),
-                ));
-            }
             result?;
-        } else if let store::Precondition::UpdateTime(v) = if_match {
+        } else if *if_match != versioned::IfMatch::Absent {
             let current = self.get(uid).await?.ok_or(AppError::NotFound)?;
-            if current.version != v {
+            if !if_match.matches(current.version) {
                 return Err(AppError::PreconditionFailed(
                     "the profile was changed by another request".into(),
                 ));

@@ -8,6 +8,7 @@ use validator::Validate;
 use super::created::{Created, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
+use super::routes;
 use super::{etag, list};
 use crate::domain::analyses::{
     Analysis, BatchResult, Completion, HistoryFilter, NewAnalysis, ShareLink, Status, Trends,
@@ -18,21 +19,32 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/analyses").get(list_analyses).post(create))
-        .service(web::resource("/v1/analyses/batch-get").post(batch_get))
-        .service(web::resource("/v1/analyses/trends").get(trends))
-        .service(
-            web::resource("/v1/analyses/{id}")
-                .get(get)
-                .patch(complete)
-                .delete(delete),
-        )
-        .service(
-            web::resource("/v1/analyses/{id}/share")
-                .post(share)
-                .delete(unshare),
-        )
-        .service(web::resource("/v1/shared/analyses/{token}").get(shared));
+    cfg.service(
+        routes::resource("/v1/analyses")
+            .get(list_analyses)
+            .post(create)
+            .build(),
+    )
+    .service(routes::resource("/v1/analyses/batch-get").post(batch_get).build())
+    .service(routes::resource("/v1/analyses/trends").get(trends).build())
+    .service(
+        routes::resource("/v1/analyses/{id}")
+            .get(get)
+            .patch(complete)
+            .delete(delete)
+            .build(),
+    )
+    .service(
+        routes::resource("/v1/analyses/{id}/share")
+            .post(share)
+            .delete(unshare)
+            .build(),
+    )
+    .service(
+        routes::resource("/v1/shared/analyses/{token}")
+            .get(shared)
+            .build(),
+    );
 }
 
 fn one(v: &Versioned<Analysis>) -> HttpResponse {

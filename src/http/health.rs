@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 use utoipa::OpenApi;
 
+use super::routes;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -13,10 +14,10 @@ use crate::state::AppState;
 const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").get(healthz))
-        .service(web::resource("/readyz").get(readyz))
-        .service(web::resource("/metrics").get(metrics))
-        .service(web::resource("/openapi.json").get(openapi));
+    cfg.service(routes::resource("/healthz").get(healthz).build())
+        .service(routes::resource("/readyz").get(readyz).build())
+        .service(routes::resource("/metrics").get(metrics).build())
+        .service(routes::resource("/openapi.json").get(openapi).build());
 }
 
 /// 200 while the process lives.

@@ -4,14 +4,19 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::json::JsonBody;
 use super::principal::{IdTokenPrincipal, Principal};
+use super::routes;
 use super::{etag, request_id};
 use crate::domain::users::{Account, Profile, ProfilePatch, Subscription};
 use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/me").get(get_me).patch(patch_me))
-        .service(web::resource("/v1/me/subscription").get(get_subscription));
+    cfg.service(routes::resource("/v1/me").get(get_me).patch(patch_me).build())
+        .service(
+            routes::resource("/v1/me/subscription")
+                .get(get_subscription)
+                .build(),
+        );
 }
 
 fn profile_response(account: &Account) -> HttpResponse {
@@ -40,7 +45,7 @@ pub async fn patch_me(
     let precondition = etag::if_match(&req)?;
     let account = state
         .users
-        .patch(&principal.uid, &patch, precondition, &request_id::current())
+        .patch(&principal.uid, &patch, &precondition, &request_id::current())
         .await?;
     Ok(profile_response(&account))
 }

@@ -13,6 +13,7 @@ pub mod personas;
 pub mod principal;
 pub mod problems;
 pub mod request_id;
+pub mod routes;
 pub mod strict;
 
 use actix_web::web;

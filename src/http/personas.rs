@@ -8,6 +8,7 @@ use serde_json::json;
 use super::created::{Created, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
+use super::routes;
 use super::{etag, list};
 use crate::domain::pagination::PageRequest;
 use crate::domain::personas::{NewPersona, Persona, PersonaPatch, Sort};
@@ -16,14 +17,20 @@ use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/personas").get(list_personas).post(create))
-        .service(web::resource("/v1/personas/templates").get(templates))
-        .service(
-            web::resource("/v1/personas/{id}")
-                .get(get)
-                .patch(patch)
-                .delete(delete),
-        );
+    cfg.service(
+        routes::resource("/v1/personas")
+            .get(list_personas)
+            .post(create)
+            .build(),
+    )
+    .service(routes::resource("/v1/personas/templates").get(templates).build())
+    .service(
+        routes::resource("/v1/personas/{id}")
+            .get(get)
+            .patch(patch)
+            .delete(delete)
+            .build(),
+    );
 }
 
 fn one(v: &Versioned<Persona>) -> HttpResponse {
