@@ -234,15 +234,16 @@ pub struct ProfilePatch {
     /// 1..100 characters; null is refused.
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(custom(function = "name_length"))]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
     /// An http(s) URL, or null to remove the image.
     #[serde(default, deserialize_with = "crate::domain::input::nullable")]
     #[validate(custom(function = "image_url"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2048)]
     pub profile_image: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub preferences: Option<PreferencesPatch>,
 }
 
@@ -251,13 +252,16 @@ pub struct ProfilePatch {
 pub struct PreferencesPatch {
     #[serde(default, deserialize_with = "crate::domain::input::nullable")]
     #[validate(custom(function = "persona_name"))]
-    #[schema(value_type = Option<String>, max_length = 100, nullable)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, nullable)]
     pub default_persona: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub email_notifications: Option<bool>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub analytics_opt_out: Option<bool>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub theme: Option<Theme>,
 }
 
@@ -270,8 +274,7 @@ fn persona_name(s: &str) -> Result<(), validator::ValidationError> {
 }
 
 fn image_url(s: &str) -> Result<(), validator::ValidationError> {
-    let ok = s.chars().count() <= 2048
-        && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    let ok = s.chars().count() <= 2048 && super::input::is_http_url(s);
     if ok {
         Ok(())
     } else {

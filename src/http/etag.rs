@@ -27,6 +27,17 @@ fn parse(tag: &str) -> Option<Timestamp> {
     parse_opaque(tag.trim().strip_prefix('"')?.strip_suffix('"')?)
 }
 
+/// The `If-Match` header as documented; [`if_match`] reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only
+pub struct IfMatchHeader {
+    /// `*` or a list of ETags: the write happens only when one of them is the
+    /// resource's current ETag (strong comparison), else 412.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
 /// 200 with the item as JSON and its ETag.
 pub fn ok<T: Serialize>(item: &T, version: Timestamp) -> HttpResponse {
     HttpResponse::Ok()

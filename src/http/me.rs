@@ -24,16 +24,19 @@ fn profile_response(account: &Account) -> HttpResponse {
 }
 
 /// The caller's profile (created from the token's claims on first use).
-#[utoipa::path(get, path = "/v1/me", tag = "profile",
-    responses((status = 200, body = Profile), (status = 401, body = Problem)),
+#[utoipa::path(get, path = "/v1/me", tag = "profile", operation_id = "getMe",
+    responses((status = 200, description = "Your profile", body = Profile, headers(("ETag" = String)))),
     security(("bearer" = [])))]
 pub async fn get_me(principal: Principal) -> AppResult<HttpResponse> {
     Ok(profile_response(&principal.account))
 }
 
 /// Rectification: change `name`, `profileImage`, `preferences` (audited). ID token only.
-#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = ProfilePatch,
-    responses((status = 200, body = Profile), (status = 412, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(patch, path = "/v1/me", tag = "profile", operation_id = "patchMe", request_body = ProfilePatch,
+    params(etag::IfMatchHeader),
+    responses((status = 200, description = "Your profile as it is now", body = Profile, headers(("ETag" = String))),
+        (status = 403, description = "`forbidden`: API keys may not change the profile", body = Problem),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem)),
     security(("bearer" = [])))]
 pub async fn patch_me(
     state: web::Data<AppState>,
@@ -51,8 +54,8 @@ pub async fn patch_me(
 }
 
 /// The caller's subscription.
-#[utoipa::path(get, path = "/v1/me/subscription", tag = "profile",
-    responses((status = 200, body = Subscription), (status = 401, body = Problem)),
+#[utoipa::path(get, path = "/v1/me/subscription", tag = "profile", operation_id = "getSubscription",
+    responses((status = 200, description = "Your subscription", body = Subscription)),
     security(("bearer" = [])))]
 pub async fn get_subscription(principal: Principal) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(principal.account.profile.for_response().subscription))
