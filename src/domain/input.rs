@@ -40,7 +40,11 @@ pub fn is_http_url(s: &str) -> bool {
 pub fn short_list() -> utoipa::openapi::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
     ArrayBuilder::new()
-        .items(ObjectBuilder::new().schema_type(Type::String).max_length(Some(200)))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(200)),
+        )
         .max_items(Some(20))
         .build()
 }
@@ -65,7 +69,10 @@ mod tests {
             "https:/x.com",
             "http://[::1]:8080/",
         ] {
-            assert!(!is_http_url(s) || re.is_match(s), "{s}: accepted, but not by the pattern");
+            assert!(
+                !is_http_url(s) || re.is_match(s),
+                "{s}: accepted, but not by the pattern"
+            );
         }
         assert!(is_http_url("HTTPS://Example.com/a?b=c"));
         assert!(!is_http_url(" http://example.com"));

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use super::created::IdempotencyKey;
 use super::created::{Created, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
@@ -15,7 +16,6 @@ use crate::domain::analyses::{
 };
 use crate::domain::pagination::PageRequest;
 use crate::domain::versioned::Versioned;
-use super::created::IdempotencyKey;
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
@@ -226,7 +226,11 @@ pub async fn trends(
     let days = match q.days {
         None => 30,
         Some(d) if (1..=365).contains(&d) => d,
-        Some(_) => return Err(AppError::BadRequest("days must be an integer from 1 to 365".into())),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "days must be an integer from 1 to 365".into(),
+            ));
+        }
     };
     Ok(HttpResponse::Ok().json(&*state.analyses.trends(&principal.uid, days).await?))
 }

@@ -69,7 +69,12 @@ impl Created {
 pub struct IdempotencyKey {
     /// 1..255 visible ASCII characters, per principal and endpoint: the same key
     /// with the same body within 24 h replays the first response.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
     idempotency_key: Option<String>,
 }
 

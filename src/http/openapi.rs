@@ -61,7 +61,10 @@ pub fn document() -> &'static Value {
 
 fn build() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
-    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
         for schema in schemas.values_mut() {
             close(schema);
         }
@@ -138,9 +141,13 @@ fn cross_field_rules(schemas: &mut Map<String, Value>) {
             }),
         ]
     };
-    one_of(schemas, "NewAnalysis", |s| status_results(s, &["processing", "failed"]));
+    one_of(schemas, "NewAnalysis", |s| {
+        status_results(s, &["processing", "failed"])
+    });
     // Moving to `processing` is well formed, and refused (409) as a transition.
-    one_of(schemas, "Completion", |s| status_results(s, &["failed", "processing"]));
+    one_of(schemas, "Completion", |s| {
+        status_results(s, &["failed", "processing"])
+    });
     // `image_url`: an http(s) URL.
     if let Some(o) = schemas
         .get_mut("ProfilePatch")
@@ -207,10 +214,7 @@ fn error_responses(op: &mut Map<String, Value>) {
         .get("tags")
         .and_then(Value::as_array)
         .is_some_and(|t| !t.iter().any(|t| t == "service"));
-    let responses = op
-        .entry("responses")
-        .or_insert_with(|| json!({}))
-        .as_object_mut();
+    let responses = op.entry("responses").or_insert_with(|| json!({})).as_object_mut();
     let Some(responses) = responses else { return };
 
     // Problems documented by the handler: the right media type.
@@ -234,7 +238,8 @@ fn error_responses(op: &mut Map<String, Value>) {
         );
     }
     if secured {
-        let mut r = problem("`unauthenticated` or `account_deleted`: missing, invalid or expired credentials");
+        let mut r =
+            problem("`unauthenticated` or `account_deleted`: missing, invalid or expired credentials");
         r["headers"] = json!({ "WWW-Authenticate": { "schema": { "type": "string" } } });
         add("401", r);
         add("403", problem("`forbidden`: the credential may not do this"));
@@ -243,11 +248,17 @@ fn error_responses(op: &mut Map<String, Value>) {
         add("404", problem("`not_found`: no such resource of yours"));
     }
     if idempotent {
-        add("409", problem("`conflict`: a request with this Idempotency-Key is still in progress"));
+        add(
+            "409",
+            problem("`conflict`: a request with this Idempotency-Key is still in progress"),
+        );
     }
     if has_body {
         add("413", problem("`payload_too_large`: the body is over 256 KiB"));
-        add("415", problem("`unsupported_media_type`: the body is not application/json"));
+        add(
+            "415",
+            problem("`unsupported_media_type`: the body is not application/json"),
+        );
         add(
             "422",
             problem("`validation_failed` (every invalid field in `errors`) or `idempotency_mismatch`"),
@@ -256,13 +267,19 @@ fn error_responses(op: &mut Map<String, Value>) {
     if secured {
         add(
             "429",
-            retry_after(problem("`rate_limited` or `quota_exceeded`"), "seconds until a retry can succeed"),
+            retry_after(
+                problem("`rate_limited` or `quota_exceeded`"),
+                "seconds until a retry can succeed",
+            ),
         );
     }
     if store {
         add(
             "503",
-            retry_after(problem("`unavailable`: the data store is not answering"), "seconds to wait"),
+            retry_after(
+                problem("`unavailable`: the data store is not answering"),
+                "seconds to wait",
+            ),
         );
     }
 }
