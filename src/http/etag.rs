@@ -55,10 +55,10 @@ fn members(value: &str, out: &mut Vec<Timestamp>) -> Option<()> {
         if rest.is_empty() {
             return Some(());
         }
-        if let Some(after) = rest.strip_prefix('*') {
-            if after.trim_start_matches([' ', '\t']).is_empty() || after.starts_with([' ', '\t', ',']) {
-                return None;
-            }
+        if let Some(after) = rest.strip_prefix('*')
+            && (after.is_empty() || after.starts_with([' ', '\t', ',']))
+        {
+            return None;
         }
         let weak = rest.starts_with("W/\"");
         let quoted = rest.strip_prefix("W/").unwrap_or(rest);
