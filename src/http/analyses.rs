@@ -302,8 +302,7 @@ pub async fn unshare(
 
 /// A shared analysis, without owner data. No authentication.
 #[utoipa::path(get, path = "/v1/shared/analyses/{token}", tag = "analyses", operation_id = "getSharedAnalysis",
-    responses((status = 200, description = "The shared analysis, without `userId`", body = Analysis)),
-    security(()))]
+    responses((status = 200, description = "The shared analysis, without `userId`", body = Analysis)))]
 pub async fn shared(state: web::Data<AppState>, token: web::Path<String>) -> AppResult<HttpResponse> {
     // A revoked link must stop working at once: no cache may keep the page.
     Ok(HttpResponse::Ok()

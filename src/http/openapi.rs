@@ -70,6 +70,13 @@ fn build() -> Value {
         }
         cross_field_rules(schemas);
     }
+    // Not an operation's answer but every path's (`http::routes`).
+    let mut not_allowed =
+        problem("`method_not_allowed`: the path does not take this method; `Allow` lists those it takes");
+    not_allowed["headers"] = json!({ "Allow": { "schema": { "type": "string" }, "required": true } });
+    if let Some(c) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        c.insert("responses".into(), json!({ "MethodNotAllowed": not_allowed }));
+    }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for ops in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in ops.values_mut().filter_map(Value::as_object_mut) {
@@ -191,10 +198,11 @@ fn retry_after(mut response: Value, what: &str) -> Value {
 /// Adds the answers every operation of this shape can give, and sends every
 /// problem as `application/problem+json`.
 fn error_responses(op: &mut Map<String, Value>) {
+    // `[{}]` would mean "anonymous allowed": only a named scheme authenticates.
     let secured = op
         .get("security")
         .and_then(Value::as_array)
-        .is_some_and(|s| !s.is_empty());
+        .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(|r| !r.is_empty())));
     let params: Vec<(String, String)> = op
         .get("parameters")
         .and_then(Value::as_array)
@@ -282,4 +290,8 @@ fn error_responses(op: &mut Map<String, Value>) {
             ),
         );
     }
+    // In status order, for the reader of the snapshot.
+    let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    responses.extend(sorted);
 }
