@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing funnelflow needs, where it is missing:
 #   curl, Java (>= 11, for the Firestore emulator), pkg-config and libssl-dev (openssl-sys)
-#   from Debian/Ubuntu apt,
+#   from Debian/Ubuntu apt (python3-venv too, when Python cannot make a venv),
+#   and the pinned Python test tools (tests/fuzz/requirements.txt: schemathesis,
+#   openapi-spec-validator) into <repo>/.venv from PyPI,
 # and check what cannot be installed from here: cargo (rustfmt and clippy when CI=true) and the
 # Firestore emulator itself. Idempotent; prints nothing when everything is present.
 # `apt-get update` runs only when something has to be installed; sudo only when not root.
@@ -53,6 +55,17 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libssl-dev)
 fi
+# The Python test tools live in a venv (Python >= 3.11; Debian splits venv/ensurepip out).
+readonly VENV=$REPO_ROOT/.venv
+readonly PY_REQUIREMENTS=$REPO_ROOT/tests/fuzz/requirements.txt
+python_ok() {
+  local py=${PYTHON:-python3}
+  command -v "$py" >/dev/null 2>&1 &&
+    "$py" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+if [[ ! -x $VENV/bin/python ]] && ! python_ok; then
+  missing+=(python3 python3-venv)
+fi
 
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -87,6 +100,18 @@ if ((${#missing[@]})); then
   java_ok || die "$(java_cmd) is still not Java >= 11 (found: $(java_major | grep . || echo none)); point JAVA_HOME at a JDK/JRE >= 11" \
     "or select one with: sudo update-alternatives --config java"
   log "installed: ${packages[*]}"
+fi
+
+# --- Python test tools (PyPI, exact pins) -------------------------------------
+
+# Reinstalled only when the requirements changed (their copy in the venv differs).
+if [[ ! -x $VENV/bin/python ]] || ! cmp -s "$PY_REQUIREMENTS" "$VENV/requirements.txt"; then
+  log "installing the Python test tools into $VENV (tests/fuzz/requirements.txt)"
+  [[ -x $VENV/bin/python ]] || "${PYTHON:-python3}" -m venv "$VENV" >&2 ||
+    die "could not create $VENV: install python3 and python3-venv (Python >= 3.11)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --requirement "$PY_REQUIREMENTS" >&2 || die "pip install -r $PY_REQUIREMENTS failed"
+  cp "$PY_REQUIREMENTS" "$VENV/requirements.txt"
 fi
 
 # --- Rust toolchain (preinstalled; not downloadable from here) ----------------

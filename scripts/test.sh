@@ -7,6 +7,9 @@
 #      exports FIRESTORE_EMULATOR_HOST and FIRESTORE_EMULATOR_JAR (for tests that start an
 #      emulator of their own), runs `cargo test --all-targets --locked "$@"`,
 #      and always stops the emulator again, even on failure or Ctrl-C.
+#   4. scripts/fuzz-api.sh: schemathesis (pinned, fixed seed) holds the service, on that
+#      emulator, to its /openapi.json. Only in a full run (no arguments), or with
+#      FUNNELFLOW_FUZZ=1; it can also run on its own.
 # Exits with the status of the first failing step. Works from any directory.
 #
 #   scripts/test.sh                   # everything
@@ -136,4 +139,12 @@ if (($# == 0)) || [[ ${RULES_TESTS:-} == 1 ]]; then
   npm --prefix "$REPO_ROOT/tests/rules" test
 else
   log "rules tests skipped (extra cargo test arguments given; RULES_TESTS=1 runs them too)"
+fi
+
+if (($# == 0)) || [[ ${FUNNELFLOW_FUZZ:-} == 1 ]]; then
+  step="scripts/fuzz-api.sh"
+  log "$step"
+  "$REPO_ROOT/scripts/fuzz-api.sh"
+else
+  log "skipping scripts/fuzz-api.sh in a filtered run (FUNNELFLOW_FUZZ=1 runs it)"
 fi

@@ -66,9 +66,11 @@ impl Status {
 pub struct AnalysisInput {
     /// 10..2000 characters; an http(s) URL when `inputType` is `link`.
     #[validate(custom(function = "offer_length"))]
+    #[schema(min_length = 10, max_length = 2000)]
     pub offer_details: String,
     pub input_type: InputType,
     #[validate(custom(function = "len_1_100"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub persona: String,
     /// One of the caller's personas.
     #[serde(
@@ -76,6 +78,7 @@ pub struct AnalysisInput {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::domain::input::non_null"
     )]
+    #[schema(nullable = false)]
     pub custom_persona_id: Option<String>,
 }
 
@@ -83,12 +86,16 @@ pub struct AnalysisInput {
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     #[validate(custom(function = "len_1_100"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub category: String,
     #[validate(range(min = 0.0, max = 100.0))]
+    #[schema(minimum = 0, maximum = 100)]
     pub score: f64,
     #[validate(custom(function = "len_1_2000"))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub finding: String,
     #[validate(custom(function = "len_1_2000"))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub recommendation: String,
 }
 
@@ -96,10 +103,13 @@ pub struct Finding {
 #[serde(rename_all = "camelCase")]
 pub struct SampleCopy {
     #[validate(custom(function = "len_1_200"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub headline: String,
     #[validate(custom(function = "len_1_5000"))]
+    #[schema(min_length = 1, max_length = 5000)]
     pub body: String,
     #[validate(custom(function = "len_1_100"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub call_to_action: String,
 }
 
@@ -108,6 +118,7 @@ pub struct SampleCopy {
 pub struct Results {
     /// 1..50 findings.
     #[validate(length(min = 1, max = 50), nested)]
+    #[schema(min_items = 1, max_items = 50)]
     pub analysis: Vec<Finding>,
     #[serde(
         default,
@@ -115,11 +126,14 @@ pub struct Results {
         deserialize_with = "crate::domain::input::non_null"
     )]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub sample_copy: Option<SampleCopy>,
     #[validate(range(min = 0.0, max = 1.0))]
+    #[schema(minimum = 0, maximum = 1)]
     pub confidence: f64,
-    /// Milliseconds, > 0 and at most a day.
-    #[validate(range(exclusive_min = 0.0, max = 86_400_000.0))]
+    /// Milliseconds, > 0 (JSON numbers are finite; `1e400` is refused as out of range).
+    #[validate(range(exclusive_min = 0.0))]
+    #[schema(exclusive_minimum = 0)]
     pub processing_time_ms: f64,
 }
 
@@ -175,13 +189,17 @@ pub struct NewAnalysis {
         deserialize_with = "crate::domain::input::non_null"
     )]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub results: Option<Results>,
     #[validate(custom(function = "len_1_100"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub ai_model: String,
     #[validate(custom(function = "len_1_50"))]
+    #[schema(min_length = 1, max_length = 50)]
     pub version: String,
     /// A UUID.
     #[validate(custom(function = "uuid_format"))]
+    #[schema(format = Uuid)]
     pub request_id: String,
 }
 
@@ -193,6 +211,7 @@ pub struct Completion {
     pub status: Status,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub results: Option<Results>,
 }
 
@@ -292,10 +311,7 @@ fn on_field(mut e: ValidationError, field: &'static str, message: &'static str) 
 }
 
 fn check_input(i: &AnalysisInput) -> Result<(), ValidationError> {
-    if i.input_type == InputType::Link
-        && !url::Url::parse(&i.offer_details)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-    {
+    if i.input_type == InputType::Link && !super::input::is_http_url(&i.offer_details) {
         return Err(on_field(
             ValidationError::new("url"),
             "offerDetails",
@@ -581,7 +597,7 @@ impl Analyses {
         uid: &str,
         id: &str,
         c: Completion,
-        if_match: Precondition,
+        if_match: versioned::IfMatch,
     ) -> AppResult<Versioned<Analysis>> {
         let path = path_or_404(uid, id)?;
         let user_path = users::Users::path(uid)?;
@@ -642,7 +658,7 @@ impl Analyses {
     }
 
     /// Deletes an analysis (and so its share link). Missing: 404.
-    pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
+    pub async fn delete(&self, uid: &str, id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
         let result =
             versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "analysis").await;
         self.invalidate(uid).await;

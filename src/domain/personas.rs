@@ -40,12 +40,15 @@ fn max_200(s: &str) -> Result<(), ValidationError> {
 pub struct Demographics {
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
+    #[schema(max_length = 200)]
     pub age_range: Option<String>,
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
+    #[schema(max_length = 200)]
     pub occupation: Option<String>,
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
+    #[schema(max_length = 200)]
     pub income: Option<String>,
 }
 
@@ -54,12 +57,15 @@ pub struct Demographics {
 pub struct Psychographics {
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
+    #[schema(schema_with = crate::domain::input::short_list)]
     pub values: Vec<String>,
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
+    #[schema(schema_with = crate::domain::input::short_list)]
     pub interests: Vec<String>,
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
+    #[schema(schema_with = crate::domain::input::short_list)]
     pub challenges: Vec<String>,
 }
 
@@ -68,12 +74,15 @@ pub struct Psychographics {
 pub struct Behavior {
     #[serde(default)]
     #[validate(custom(function = "max_200"))]
+    #[schema(max_length = 200)]
     pub decision_making: Option<String>,
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
+    #[schema(schema_with = crate::domain::input::short_list)]
     pub media_consumption: Vec<String>,
     #[serde(default)]
     #[validate(length(max = 20), custom(function = "item_lengths"))]
+    #[schema(schema_with = crate::domain::input::short_list)]
     pub purchasing_triggers: Vec<String>,
 }
 
@@ -125,12 +134,15 @@ pub struct Persona {
 #[serde(rename_all = "camelCase")]
 pub struct NewPersona {
     #[validate(custom(function = "name_len"))]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: String,
     #[validate(custom(function = "description_len"))]
+    #[schema(min_length = 10, max_length = 500, nullable = false)]
     pub description: String,
     #[validate(nested)]
     pub characteristics: Characteristics,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub is_default: Option<bool>,
 }
 
@@ -142,14 +154,18 @@ pub struct NewPersona {
 pub struct PersonaPatch {
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(custom(function = "name_len"))]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(custom(function = "description_len"))]
+    #[schema(min_length = 10, max_length = 500, nullable = false)]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub characteristics: Option<CharacteristicsPatch>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub is_default: Option<bool>,
 }
 
@@ -159,12 +175,15 @@ pub struct PersonaPatch {
 pub struct CharacteristicsPatch {
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub demographics: Option<Demographics>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub psychographics: Option<Psychographics>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub behavior: Option<Behavior>,
 }
 
@@ -175,7 +194,8 @@ fn description_len(s: &str) -> Result<(), ValidationError> {
     users::length_between(s, 10, 500)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub enum Sort {
     Recent,
     MostUsed,
@@ -363,7 +383,7 @@ impl Personas {
         uid: &str,
         id: &str,
         patch: PersonaPatch,
-        if_match: Precondition,
+        if_match: versioned::IfMatch,
     ) -> AppResult<Versioned<Persona>> {
         let path = path_or_404(uid, id)?;
         let user = users::Users::path(uid)?;
@@ -433,7 +453,7 @@ impl Personas {
         versioned::written(persona, &committed, &path)
     }
 
-    pub async fn delete(&self, uid: &str, id: &str, if_match: Precondition) -> AppResult<()> {
+    pub async fn delete(&self, uid: &str, id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
         let result = versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "persona").await;
         self.invalidate(uid).await;
         result

@@ -234,15 +234,16 @@ pub struct ProfilePatch {
     /// 1..100 characters; null is refused.
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(custom(function = "name_length"))]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
     /// An http(s) URL, or null to remove the image.
     #[serde(default, deserialize_with = "crate::domain::input::nullable")]
     #[validate(custom(function = "image_url"))]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2048)]
     pub profile_image: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub preferences: Option<PreferencesPatch>,
 }
 
@@ -251,13 +252,16 @@ pub struct ProfilePatch {
 pub struct PreferencesPatch {
     #[serde(default, deserialize_with = "crate::domain::input::nullable")]
     #[validate(custom(function = "persona_name"))]
-    #[schema(value_type = Option<String>, max_length = 100, nullable)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, nullable)]
     pub default_persona: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub email_notifications: Option<bool>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub analytics_opt_out: Option<bool>,
     #[serde(default, deserialize_with = "crate::domain::input::non_null")]
+    #[schema(nullable = false)]
     pub theme: Option<Theme>,
 }
 
@@ -270,8 +274,7 @@ fn persona_name(s: &str) -> Result<(), validator::ValidationError> {
 }
 
 fn image_url(s: &str) -> Result<(), validator::ValidationError> {
-    let ok = s.chars().count() <= 2048
-        && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    let ok = s.chars().count() <= 2048 && super::input::is_http_url(s);
     if ok {
         Ok(())
     } else {
@@ -470,7 +473,7 @@ impl Users {
         &self,
         uid: &str,
         patch: &ProfilePatch,
-        if_match: store::Precondition,
+        if_match: &versioned::IfMatch,
         request_id: &str,
     ) -> AppResult<Arc<Account>> {
         let path = Self::path(uid)?;
@@ -515,22 +518,15 @@ impl Users {
                 request_id,
                 serde_json::json!({ "fields": mask }),
             )?;
-            let precondition = match if_match {
-                store::Precondition::None => store::Precondition::Exists(true),
-                other => other,
-            };
-            let write = Write::update(path, fields, mask).precondition(precondition);
-            let result = self.store.commit(vec![write, audit]).await;
+            let result = versioned::commit_if_match(self.store.as_ref(), &path, if_match, "profile", |p| {
+                vec![Write::update(path.clone(), fields, mask).precondition(p), audit]
+            })
+            .await;
             self.invalidate(uid).await;
-            if let Err(store::StoreError::FailedPrecondition(_)) = result {
-                return Err(AppError::PreconditionFailed(
-                    "the profile was changed by another request".into(),
-                ));
-            }
             result?;
-        } else if let store::Precondition::UpdateTime(v) = if_match {
+        } else if *if_match != versioned::IfMatch::Absent {
             let current = self.get(uid).await?.ok_or(AppError::NotFound)?;
-            if current.version != v {
+            if !if_match.matches(current.version) {
                 return Err(AppError::PreconditionFailed(
                     "the profile was changed by another request".into(),
                 ));

@@ -30,35 +30,95 @@ pub fn written<T>(item: T, committed: &store::Committed, path: &DocPath) -> AppR
     Ok(Versioned { item, version })
 }
 
+/// A request's `If-Match` (RFC 9110 §13.1.1), parsed by `http::etag`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum IfMatch {
+    /// No header: the last write wins.
+    #[default]
+    Absent,
+    /// `*`: any existing version.
+    Any,
+    /// The versions of the strong ETags listed; weak or unknown tags are left
+    /// out (they never match), so an empty list matches nothing.
+    Tags(Vec<store::Timestamp>),
+}
+
+impl IfMatch {
+    /// Whether a resource at `version` satisfies the condition.
+    pub fn matches(&self, version: store::Timestamp) -> bool {
+        match self {
+            Self::Absent | Self::Any => true,
+            Self::Tags(tags) => tags.contains(&version),
+        }
+    }
+
+    /// The one store precondition that says the same (the resource must
+    /// exist in every case), or `None` when only a read can decide (a list).
+    fn as_precondition(&self) -> Option<Precondition> {
+        match self {
+            Self::Absent | Self::Any => Some(Precondition::Exists(true)),
+            Self::Tags(tags) => match tags.as_slice() {
+                [] => Some(Precondition::UpdateTime(NEVER)),
+                [one] => Some(Precondition::UpdateTime(*one)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A version no stored document has. Not the epoch itself: that is the
+/// protobuf default, which a store may read as "no precondition".
+const NEVER: store::Timestamp = store::Timestamp::constant(1, 0);
+
+fn moved_on(what: &str) -> AppError {
+    AppError::PreconditionFailed(format!("the {what} was changed by another request"))
+}
+
 /// `If-Match` against a document read in a transaction: 412 when it moved on.
-pub fn check_version(if_match: &Precondition, doc: &store::Doc, what: &str) -> AppResult<()> {
-    match if_match {
-        Precondition::UpdateTime(v) if *v != doc.update_time => Err(AppError::PreconditionFailed(format!(
-            "the {what} was changed by another request"
-        ))),
-        _ => Ok(()),
+pub fn check_version(if_match: &IfMatch, doc: &store::Doc, what: &str) -> AppResult<()> {
+    if if_match.matches(doc.update_time) {
+        Ok(())
+    } else {
+        Err(moved_on(what))
+    }
+}
+
+/// Commits `writes(precondition)`, where the precondition (on `path`) holds
+/// exactly when `if_match` does: missing (or another tenant's) is 404, a
+/// version that does not match 412. A list of tags is checked against a read
+/// and the write then requires the version read, so nothing moves in between.
+pub async fn commit_if_match(
+    store: &dyn Store,
+    path: &DocPath,
+    if_match: &IfMatch,
+    what: &str,
+    writes: impl FnOnce(Precondition) -> Vec<Write>,
+) -> AppResult<()> {
+    let precondition = match if_match.as_precondition() {
+        Some(p) => p,
+        None => {
+            let doc = store.get(path).await?.ok_or(AppError::NotFound)?;
+            check_version(if_match, &doc, what)?;
+            Precondition::UpdateTime(doc.update_time)
+        }
+    };
+    match store.commit(writes(precondition)).await {
+        Err(store::StoreError::FailedPrecondition(_)) => {
+            // An update-time precondition fails the same way whether the document
+            // moved on or is gone: tell the two apart.
+            store.get(path).await?.ok_or(AppError::NotFound)?;
+            Err(moved_on(what))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
     }
 }
 
 /// Deletes `path` honouring `If-Match`: missing (or another tenant's) is 404,
 /// a stale version 412; without `If-Match` the delete just happens.
-pub async fn delete(store: &dyn Store, path: DocPath, if_match: Precondition, what: &str) -> AppResult<()> {
-    let precondition = match if_match {
-        Precondition::None => Precondition::Exists(true),
-        p => p,
-    };
-    match store
-        .commit(vec![Write::delete(path.clone()).precondition(precondition)])
-        .await
-    {
-        Err(store::StoreError::FailedPrecondition(_)) => {
-            // An update-time precondition fails the same way whether the document
-            // moved on or is gone: tell the two apart.
-            store.get(&path).await?.ok_or(AppError::NotFound)?;
-            Err(AppError::PreconditionFailed(format!(
-                "the {what} was changed by another request"
-            )))
-        }
-        other => other.map(|_| ()).map_err(AppError::from),
-    }
+pub async fn delete(store: &dyn Store, path: DocPath, if_match: IfMatch, what: &str) -> AppResult<()> {
+    commit_if_match(store, &path, &if_match, what, |p| {
+        vec![Write::delete(path.clone()).precondition(p)]
+    })
+    .await
 }

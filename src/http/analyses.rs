@@ -5,9 +5,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use super::created::IdempotencyKey;
 use super::created::{Created, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
+use super::routes;
 use super::{etag, list};
 use crate::domain::analyses::{
     Analysis, BatchResult, Completion, HistoryFilter, NewAnalysis, ShareLink, Status, Trends,
@@ -18,21 +20,32 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/analyses").get(list_analyses).post(create))
-        .service(web::resource("/v1/analyses/batch-get").post(batch_get))
-        .service(web::resource("/v1/analyses/trends").get(trends))
-        .service(
-            web::resource("/v1/analyses/{id}")
-                .get(get)
-                .patch(complete)
-                .delete(delete),
-        )
-        .service(
-            web::resource("/v1/analyses/{id}/share")
-                .post(share)
-                .delete(unshare),
-        )
-        .service(web::resource("/v1/shared/analyses/{token}").get(shared));
+    cfg.service(
+        routes::resource("/v1/analyses")
+            .get(list_analyses)
+            .post(create)
+            .build(),
+    )
+    .service(routes::resource("/v1/analyses/batch-get").post(batch_get).build())
+    .service(routes::resource("/v1/analyses/trends").get(trends).build())
+    .service(
+        routes::resource("/v1/analyses/{id}")
+            .get(get)
+            .patch(complete)
+            .delete(delete)
+            .build(),
+    )
+    .service(
+        routes::resource("/v1/analyses/{id}/share")
+            .post(share)
+            .delete(unshare)
+            .build(),
+    )
+    .service(
+        routes::resource("/v1/shared/analyses/{token}")
+            .get(shared)
+            .build(),
+    );
 }
 
 fn one(v: &Versioned<Analysis>) -> HttpResponse {
@@ -40,10 +53,12 @@ fn one(v: &Versioned<Analysis>) -> HttpResponse {
 }
 
 /// Create an analysis (counts against the monthly quota). Honours `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/analyses", tag = "analyses", request_body = NewAnalysis,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
-    responses((status = 201, body = Analysis), (status = 409, body = Problem), (status = 422, body = Problem),
-        (status = 429, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/analyses", tag = "analyses", operation_id = "createAnalysis",
+    request_body = NewAnalysis, params(IdempotencyKey),
+    responses((status = 201, description = "Created", body = Analysis, headers(("Location" = String), ("ETag" = String))),
+        (status = 422, description = "`validation_failed`, `unknown_persona` in `errors`, or `idempotency_mismatch`", body = Problem),
+        (status = 429, description = "`quota_exceeded`: the plan's monthly limit is reached, or `rate_limited`", body = Problem)),
+    security(("bearer" = [])))]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -72,22 +87,26 @@ pub async fn create(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// 1..100 (default 20).
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `nextCursor` of the previous page (bound to these filters).
     cursor: Option<String>,
-    /// Matches `input.persona`.
+    /// Matches `input.persona`; empty means no filter.
     persona: Option<String>,
-    /// processing, completed or failed.
-    status: Option<String>,
+    #[param(inline)]
+    status: Option<Status>,
     /// RFC 3339, inclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
 }
 
 /// History, newest first (`metadata.createdAt` desc, id desc).
-#[utoipa::path(get, path = "/v1/analyses", tag = "analyses", params(HistoryParams),
-    responses((status = 200, description = "{items: Analysis[], nextCursor}"), (status = 400, body = Problem)),
+#[utoipa::path(get, path = "/v1/analyses", tag = "analyses", operation_id = "listAnalyses", params(HistoryParams),
+    responses((status = 200, description = "One page", body = list::ListPage<Analysis>)),
     security(("bearer" = [])))]
 pub async fn list_analyses(
     state: web::Data<AppState>,
@@ -98,14 +117,7 @@ pub async fn list_analyses(
     let q = q.into_inner();
     let filter = HistoryFilter {
         persona: q.persona.filter(|p| !p.is_empty()),
-        status: q
-            .status
-            .map(|s| {
-                Status::parse(&s).ok_or_else(|| {
-                    AppError::BadRequest("status must be processing, completed or failed".into())
-                })
-            })
-            .transpose()?,
+        status: q.status,
         since: list::timestamp_param("since", q.since.as_deref())?,
         until: list::timestamp_param("until", q.until.as_deref())?,
     };
@@ -115,8 +127,9 @@ pub async fn list_analyses(
 }
 
 /// One analysis.
-#[utoipa::path(get, path = "/v1/analyses/{id}", tag = "analyses",
-    responses((status = 200, body = Analysis), (status = 404, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/analyses/{id}", tag = "analyses", operation_id = "getAnalysis",
+    responses((status = 200, description = "The analysis", body = Analysis, headers(("ETag" = String)))),
+    security(("bearer" = [])))]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -127,8 +140,12 @@ pub async fn get(
 }
 
 /// Complete (`{"status":"completed","results":…}`) or fail (`{"status":"failed"}`) a processing analysis.
-#[utoipa::path(patch, path = "/v1/analyses/{id}", tag = "analyses", request_body = Completion,
-    responses((status = 200, body = Analysis), (status = 409, body = Problem), (status = 412, body = Problem)),
+#[utoipa::path(patch, path = "/v1/analyses/{id}", tag = "analyses", operation_id = "completeAnalysis",
+    request_body = Completion, params(etag::IfMatchHeader),
+    responses((status = 200, description = "The analysis as it is now", body = Analysis, headers(("ETag" = String))),
+        (status = 409, description = "`conflict`: only processing → completed | failed", body = Problem),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem),
+        (status = 429, description = "`quota_exceeded` (a sampleCopy past the plan's limit) or `rate_limited`", body = Problem)),
     security(("bearer" = [])))]
 pub async fn complete(
     state: web::Data<AppState>,
@@ -147,8 +164,11 @@ pub async fn complete(
 }
 
 /// Delete an analysis (its share link stops working).
-#[utoipa::path(delete, path = "/v1/analyses/{id}", tag = "analyses",
-    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/analyses/{id}", tag = "analyses", operation_id = "deleteAnalysis",
+    params(etag::IfMatchHeader),
+    responses((status = 204, description = "Deleted"),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem)),
+    security(("bearer" = [])))]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,
@@ -167,12 +187,14 @@ pub async fn delete(
 pub struct BatchGet {
     /// 1..100 ids.
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
 }
 
 /// Many analyses in one round trip; ids that are not yours (or do not exist) come back in `missing`.
-#[utoipa::path(post, path = "/v1/analyses/batch-get", tag = "analyses", request_body = BatchGet,
-    responses((status = 200, body = BatchResult)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/analyses/batch-get", tag = "analyses", operation_id = "batchGetAnalyses",
+    request_body = BatchGet, responses((status = 200, description = "Found and missing", body = BatchResult)),
+    security(("bearer" = [])))]
 pub async fn batch_get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -186,33 +208,36 @@ pub async fn batch_get(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TrendParams {
-    /// 1..365, default 30.
-    days: Option<String>,
+    /// UTC days including today (default 30).
+    #[param(minimum = 1, maximum = 365)]
+    days: Option<u32>,
 }
 
 /// Counts and averages over the last `days` UTC days.
-#[utoipa::path(get, path = "/v1/analyses/trends", tag = "analyses", params(TrendParams),
-    responses((status = 200, body = Trends), (status = 400, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/analyses/trends", tag = "analyses", operation_id = "getAnalysisTrends",
+    params(TrendParams), responses((status = 200, description = "The trends", body = Trends)),
+    security(("bearer" = [])))]
 pub async fn trends(
     state: web::Data<AppState>,
     principal: Principal,
     q: web::Query<TrendParams>,
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::AnalysesRead)?;
-    let days = match q.days.as_deref() {
+    let days = match q.days {
         None => 30,
-        Some(d) => d
-            .parse::<u32>()
-            .ok()
-            .filter(|d| (1..=365).contains(d))
-            .ok_or_else(|| AppError::BadRequest("days must be an integer from 1 to 365".into()))?,
+        Some(d) if (1..=365).contains(&d) => d,
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "days must be an integer from 1 to 365".into(),
+            ));
+        }
     };
     Ok(HttpResponse::Ok().json(&*state.analyses.trends(&principal.uid, days).await?))
 }
 
 /// Make an analysis public; calling again returns the same token.
-#[utoipa::path(post, path = "/v1/analyses/{id}/share", tag = "analyses",
-    responses((status = 200, body = ShareLink), (status = 404, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/analyses/{id}/share", tag = "analyses", operation_id = "shareAnalysis",
+    responses((status = 200, description = "The share link", body = ShareLink)), security(("bearer" = [])))]
 pub async fn share(
     state: web::Data<AppState>,
     principal: Principal,
@@ -263,8 +288,8 @@ fn public_base(state: &AppState, req: &HttpRequest) -> String {
 }
 
 /// Revoke the share link: the old token stops working at once.
-#[utoipa::path(delete, path = "/v1/analyses/{id}/share", tag = "analyses",
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/analyses/{id}/share", tag = "analyses", operation_id = "unshareAnalysis",
+    responses((status = 204, description = "Revoked")), security(("bearer" = [])))]
 pub async fn unshare(
     state: web::Data<AppState>,
     principal: Principal,
@@ -276,8 +301,8 @@ pub async fn unshare(
 }
 
 /// A shared analysis, without owner data. No authentication.
-#[utoipa::path(get, path = "/v1/shared/analyses/{token}", tag = "analyses",
-    responses((status = 200, body = Analysis), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/shared/analyses/{token}", tag = "analyses", operation_id = "getSharedAnalysis",
+    responses((status = 200, description = "The shared analysis, without `userId`", body = Analysis)))]
 pub async fn shared(state: web::Data<AppState>, token: web::Path<String>) -> AppResult<HttpResponse> {
     // A revoked link must stop working at once: no cache may keep the page.
     Ok(HttpResponse::Ok()

@@ -63,6 +63,22 @@ impl Created {
     }
 }
 
+/// The `Idempotency-Key` header as documented; `idempotency::validate_key` enforces it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: the header is read by `idempotent`
+pub struct IdempotencyKey {
+    /// 1..255 visible ASCII characters, per principal and endpoint: the same key
+    /// with the same body within 24 h replays the first response.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
 /// Runs `create` once per `Idempotency-Key` (when the request has one).
 /// `request` is the parsed body: the same key with another body is 422.
 ///

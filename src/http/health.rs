@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
-use utoipa::OpenApi;
 
+use super::routes;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -13,20 +13,24 @@ use crate::state::AppState;
 const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").get(healthz))
-        .service(web::resource("/readyz").get(readyz))
-        .service(web::resource("/metrics").get(metrics))
-        .service(web::resource("/openapi.json").get(openapi));
+    cfg.service(routes::resource("/healthz").get(healthz).build())
+        .service(routes::resource("/readyz").get(readyz).build())
+        .service(routes::resource("/metrics").get(metrics).build())
+        .service(routes::resource("/openapi.json").get(openapi).build());
 }
 
 /// 200 while the process lives.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "service", operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// 200 when the store answers within 2 s, else 503 with `Retry-After`.
-#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "readyz",
+    responses((status = 200, description = "`{\"status\":\"ready\",\"store\":…}`", body = Object),
+        (status = 503, description = "`unavailable`", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32)))))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     match tokio::time::timeout(READY_DEADLINE, state.store.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready", "store": state.store.kind()}))),
@@ -42,7 +46,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "getMetrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (hits, misses) = state.verifier.cache_stats();
     let tokens = state.metrics.cache_events.clone();
@@ -57,7 +62,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200)))]
+#[utoipa::path(get, path = "/openapi.json", tag = "service", operation_id = "getOpenApi",
+    responses((status = 200, description = "This document", body = Object)))]
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::ApiDoc::openapi())
+    HttpResponse::Ok().json(super::openapi::document())
 }

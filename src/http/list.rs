@@ -7,15 +7,18 @@ use crate::domain::pagination::Page;
 use crate::domain::versioned::Versioned;
 use crate::error::{AppError, AppResult};
 
+/// The body of every list response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage<'a, T> {
+    items: Vec<&'a T>,
+    /// Null exactly when there are no more items.
+    next_cursor: Option<&'a str>,
+}
+
 /// `{items, nextCursor}` from a page of versioned items.
 pub fn page_response<T: Serialize>(page: &Page<Versioned<T>>) -> HttpResponse {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out<'a, T> {
-        items: Vec<&'a T>,
-        next_cursor: Option<&'a str>,
-    }
-    HttpResponse::Ok().json(Out {
+    HttpResponse::Ok().json(ListPage {
         items: page.items.iter().map(|v| &v.item).collect(),
         next_cursor: page.next_cursor.as_deref(),
     })

@@ -4,14 +4,19 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::json::JsonBody;
 use super::principal::{IdTokenPrincipal, Principal};
+use super::routes;
 use super::{etag, request_id};
 use crate::domain::users::{Account, Profile, ProfilePatch, Subscription};
 use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/me").get(get_me).patch(patch_me))
-        .service(web::resource("/v1/me/subscription").get(get_subscription));
+    cfg.service(routes::resource("/v1/me").get(get_me).patch(patch_me).build())
+        .service(
+            routes::resource("/v1/me/subscription")
+                .get(get_subscription)
+                .build(),
+        );
 }
 
 fn profile_response(account: &Account) -> HttpResponse {
@@ -19,16 +24,19 @@ fn profile_response(account: &Account) -> HttpResponse {
 }
 
 /// The caller's profile (created from the token's claims on first use).
-#[utoipa::path(get, path = "/v1/me", tag = "profile",
-    responses((status = 200, body = Profile), (status = 401, body = Problem)),
+#[utoipa::path(get, path = "/v1/me", tag = "profile", operation_id = "getMe",
+    responses((status = 200, description = "Your profile", body = Profile, headers(("ETag" = String)))),
     security(("bearer" = [])))]
 pub async fn get_me(principal: Principal) -> AppResult<HttpResponse> {
     Ok(profile_response(&principal.account))
 }
 
 /// Rectification: change `name`, `profileImage`, `preferences` (audited). ID token only.
-#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = ProfilePatch,
-    responses((status = 200, body = Profile), (status = 412, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(patch, path = "/v1/me", tag = "profile", operation_id = "patchMe", request_body = ProfilePatch,
+    params(etag::IfMatchHeader),
+    responses((status = 200, description = "Your profile as it is now", body = Profile, headers(("ETag" = String))),
+        (status = 403, description = "`forbidden`: API keys may not change the profile", body = Problem),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem)),
     security(("bearer" = [])))]
 pub async fn patch_me(
     state: web::Data<AppState>,
@@ -40,14 +48,14 @@ pub async fn patch_me(
     let precondition = etag::if_match(&req)?;
     let account = state
         .users
-        .patch(&principal.uid, &patch, precondition, &request_id::current())
+        .patch(&principal.uid, &patch, &precondition, &request_id::current())
         .await?;
     Ok(profile_response(&account))
 }
 
 /// The caller's subscription.
-#[utoipa::path(get, path = "/v1/me/subscription", tag = "profile",
-    responses((status = 200, body = Subscription), (status = 401, body = Problem)),
+#[utoipa::path(get, path = "/v1/me/subscription", tag = "profile", operation_id = "getSubscription",
+    responses((status = 200, description = "Your subscription", body = Subscription)),
     security(("bearer" = [])))]
 pub async fn get_subscription(principal: Principal) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(principal.account.profile.for_response().subscription))

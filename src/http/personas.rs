@@ -2,12 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::created::{Created, idempotent};
+use super::created::{Created, IdempotencyKey, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
+use super::routes;
 use super::{etag, list};
 use crate::domain::pagination::PageRequest;
 use crate::domain::personas::{NewPersona, Persona, PersonaPatch, Sort};
@@ -16,14 +16,20 @@ use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/personas").get(list_personas).post(create))
-        .service(web::resource("/v1/personas/templates").get(templates))
-        .service(
-            web::resource("/v1/personas/{id}")
-                .get(get)
-                .patch(patch)
-                .delete(delete),
-        );
+    cfg.service(
+        routes::resource("/v1/personas")
+            .get(list_personas)
+            .post(create)
+            .build(),
+    )
+    .service(routes::resource("/v1/personas/templates").get(templates).build())
+    .service(
+        routes::resource("/v1/personas/{id}")
+            .get(get)
+            .patch(patch)
+            .delete(delete)
+            .build(),
+    );
 }
 
 fn one(v: &Versioned<Persona>) -> HttpResponse {
@@ -31,8 +37,11 @@ fn one(v: &Versioned<Persona>) -> HttpResponse {
 }
 
 /// Create a persona (at most 100 per user). Honours `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/personas", tag = "personas", request_body = NewPersona,
-    responses((status = 201, body = Persona), (status = 422, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/personas", tag = "personas", operation_id = "createPersona",
+    request_body = NewPersona, params(IdempotencyKey),
+    responses((status = 201, description = "Created", body = Persona, headers(("Location" = String), ("ETag" = String))),
+        (status = 422, description = "`validation_failed` (the 101st persona: `code: limit`) or `idempotency_mismatch`", body = Problem)),
+    security(("bearer" = [])))]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -61,15 +70,19 @@ pub async fn create(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `nextCursor` of the previous page (bound to the sort).
     cursor: Option<String>,
     /// `recent` (default) or `mostUsed`.
-    sort: Option<String>,
+    #[param(inline)]
+    sort: Option<Sort>,
 }
 
 /// Your personas, `recent` first or `mostUsed` first.
-#[utoipa::path(get, path = "/v1/personas", tag = "personas", params(ListParams),
-    responses((status = 200, description = "{items: Persona[], nextCursor}"), (status = 400, body = Problem)),
+#[utoipa::path(get, path = "/v1/personas", tag = "personas", operation_id = "listPersonas", params(ListParams),
+    responses((status = 200, description = "One page", body = list::ListPage<Persona>)),
     security(("bearer" = [])))]
 pub async fn list_personas(
     state: web::Data<AppState>,
@@ -78,23 +91,34 @@ pub async fn list_personas(
 ) -> AppResult<HttpResponse> {
     principal.require(Permission::PersonasRead)?;
     let q = q.into_inner();
-    let sort = Sort::parse(q.sort.as_deref())?;
+    let sort = q.sort.unwrap_or(Sort::Recent);
     let page = PageRequest::new(q.limit, q.cursor)?;
     Ok(list::page_response(
         &*state.personas.list(&principal.uid, sort, &page).await?,
     ))
 }
 
-/// The built-in persona templates.
-#[utoipa::path(get, path = "/v1/personas/templates", tag = "personas",
-    responses((status = 200, description = "{items: [...]}")), security(("bearer" = [])))]
-pub async fn templates(state: web::Data<AppState>, principal: Principal) -> AppResult<HttpResponse> {
-    principal.require(Permission::PersonasRead)?;
-    Ok(HttpResponse::Ok().json(json!({ "items": state.personas.templates().await? })))
+/// `{items}` of the templates endpoint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Templates {
+    /// Persona-shaped objects.
+    items: Vec<serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/v1/personas/{id}", tag = "personas",
-    responses((status = 200, body = Persona), (status = 404, body = Problem)), security(("bearer" = [])))]
+/// The built-in persona templates.
+#[utoipa::path(get, path = "/v1/personas/templates", tag = "personas", operation_id = "listPersonaTemplates",
+    responses((status = 200, description = "The templates", body = Templates)), security(("bearer" = [])))]
+pub async fn templates(state: web::Data<AppState>, principal: Principal) -> AppResult<HttpResponse> {
+    principal.require(Permission::PersonasRead)?;
+    Ok(HttpResponse::Ok().json(Templates {
+        items: state.personas.templates().await?,
+    }))
+}
+
+/// One persona.
+#[utoipa::path(get, path = "/v1/personas/{id}", tag = "personas", operation_id = "getPersona",
+    responses((status = 200, description = "The persona", body = Persona, headers(("ETag" = String)))),
+    security(("bearer" = [])))]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -105,8 +129,10 @@ pub async fn get(
 }
 
 /// Partial update; `isDefault: true` clears it on your other personas in the same transaction.
-#[utoipa::path(patch, path = "/v1/personas/{id}", tag = "personas", request_body = PersonaPatch,
-    responses((status = 200, body = Persona), (status = 404, body = Problem), (status = 412, body = Problem)),
+#[utoipa::path(patch, path = "/v1/personas/{id}", tag = "personas", operation_id = "patchPersona",
+    request_body = PersonaPatch, params(etag::IfMatchHeader),
+    responses((status = 200, description = "The persona as it is now", body = Persona, headers(("ETag" = String))),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem)),
     security(("bearer" = [])))]
 pub async fn patch(
     state: web::Data<AppState>,
@@ -124,8 +150,12 @@ pub async fn patch(
         .await?))
 }
 
-#[utoipa::path(delete, path = "/v1/personas/{id}", tag = "personas",
-    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
+/// Delete a persona.
+#[utoipa::path(delete, path = "/v1/personas/{id}", tag = "personas", operation_id = "deletePersona",
+    params(etag::IfMatchHeader),
+    responses((status = 204, description = "Deleted"),
+        (status = 412, description = "`precondition_failed`: If-Match does not match", body = Problem)),
+    security(("bearer" = [])))]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,

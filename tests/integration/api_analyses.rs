@@ -874,7 +874,8 @@ async fn hostile_bodies_are_clear_4xx(app: TestApp) {
     let text = b.to_string().replace("0.5", "1e400");
     problem(send(&text).await.unwrap(), 422, "validation_failed").await;
     let mut b = new_analysis("completed", "P");
-    b["results"]["processingTimeMs"] = json!(1.7e308);
+    // Any finite positive duration is fine (api_contract.rs); zero is not.
+    b["results"]["processingTimeMs"] = json!(0);
     let p = problem(send(&b.to_string()).await.unwrap(), 422, "validation_failed").await;
     assert_eq!(p["errors"][0]["field"], "results.processingTimeMs");
     for req_id in [

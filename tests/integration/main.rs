@@ -4,8 +4,10 @@
 
 mod api_analyses;
 mod api_auth;
+mod api_contract;
 mod api_http;
 mod api_idempotency;
+mod api_if_match;
 mod api_personas;
 mod api_profile;
 mod api_store_errors;
