@@ -4,10 +4,12 @@
 
 mod api_analyses;
 mod api_auth;
+mod api_caches;
 mod api_http;
 mod api_idempotency;
 mod api_personas;
 mod api_profile;
+mod api_trends;
 mod app;
 mod binary;
 mod indexes;
