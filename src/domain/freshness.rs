@@ -1,15 +1,16 @@
 //! Per-user caches that never resurrect stale data, and never scan to invalidate.
 //!
-//! Every entry's key carries its user's *generation*. Invalidating a user moves
-//! the generation to a fresh value, so every older entry becomes unreachable at
-//! once (and is dropped, or ages out by TTL and weight). A fill takes the
-//! generation before it reads the store and inserts under it: if a write
-//! invalidated the user meanwhile, the fill lands under the old generation,
-//! where no reader looks. Generation values come from one counter that only
-//! grows, so a user's generation evicted and recreated never repeats an old value.
+//! Each user has a small fixed set of keys (`keys`: e.g. the two persona sorts),
+//! so no request parameter can multiply a user's entries, and invalidating a
+//! user removes exactly those keys: no predicate over the whole cache.
 //!
-//! Each user has a small fixed set of keys (`keys`), so no request parameter can
-//! multiply a user's entries.
+//! A fill that read the store before a write invalidated the user must not be
+//! stored after it. Every invalidation first moves the user's *generation* to a
+//! fresh value; a fill takes the generation before reading and is kept only if
+//! it did not move (checked before and after the insert). Generation values come
+//! from one counter that only grows, so a counter evicted and recreated never
+//! repeats an old value: a fill in flight then is dropped, which is safe. Counters
+//! only matter while fills are in flight, so their share of the budget is small.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -57,22 +58,18 @@ impl Generations {
         self.counter(uid).await.load(Ordering::SeqCst)
     }
 
-    /// Moves `uid` to a fresh generation; returns the one it replaced.
-    pub async fn bump(&self, uid: &str) -> u64 {
+    /// Moves `uid` to a fresh generation (call before dropping its entries).
+    pub async fn bump(&self, uid: &str) {
         let fresh = self.fresh();
-        self.counter(uid).await.swap(fresh, Ordering::SeqCst)
+        self.counter(uid).await.store(fresh, Ordering::SeqCst);
     }
 
     pub(crate) async fn run_pending_tasks(&self) {
         self.counters.run_pending_tasks().await;
     }
-
-    pub(crate) fn entry_count(&self) -> u64 {
-        self.counters.entry_count()
-    }
 }
 
-type Key<K> = (String, u64, K);
+type Key<K> = (String, K);
 
 /// A cache of per-user values under one byte budget and TTL.
 pub struct UserCache<K, V> {
@@ -129,8 +126,8 @@ where
     }
 
     /// The cached value of `uid`'s `key`, counting a hit or a miss.
-    pub async fn get(&self, uid: &str, generation: u64, key: &K, metrics: &Metrics) -> Option<Arc<V>> {
-        let got = self.cache.get(&(uid.to_owned(), generation, key.clone())).await;
+    pub async fn get(&self, uid: &str, key: &K, metrics: &Metrics) -> Option<Arc<V>> {
+        let got = self.cache.get(&(uid.to_owned(), key.clone())).await;
         match got {
             Some(_) => metrics.cache_hit(self.name),
             None => metrics.cache_miss(self.name),
@@ -138,21 +135,25 @@ where
         got
     }
 
-    /// Stores a fill made at `generation` (unreachable if `uid` was invalidated since).
+    /// Stores a fill that took `generation` before reading, unless `uid` was
+    /// invalidated since.
     pub async fn insert(&self, uid: &str, generation: u64, key: K, value: Arc<V>) {
-        let key = (uid.to_owned(), generation, key);
+        if self.generations.current(uid).await != generation {
+            return;
+        }
+        let key = (uid.to_owned(), key);
         self.cache.insert(key.clone(), value).await;
-        // Raced by an invalidation: unreachable already; do not let it take room.
+        // An invalidation between the check and the insert: undo.
         if self.generations.current(uid).await != generation {
             self.cache.invalidate(&key).await;
         }
     }
 
-    /// Makes every cached value of `uid` unreachable on this instance, and drops them.
+    /// Drops every cached value of `uid` on this instance.
     pub async fn invalidate(&self, uid: &str) {
-        let old = self.generations.bump(uid).await;
+        self.generations.bump(uid).await;
         for k in self.keys.iter() {
-            self.cache.invalidate(&(uid.to_owned(), old, k.clone())).await;
+            self.cache.invalidate(&(uid.to_owned(), k.clone())).await;
         }
     }
 
@@ -161,15 +162,6 @@ where
         self.cache.run_pending_tasks().await;
         self.generations.run_pending_tasks().await;
         (self.cache.entry_count(), self.cache.weighted_size())
-    }
-
-    /// How many users have a generation counter (each costs a few bytes).
-    pub fn generation_count(&self) -> u64 {
-        self.generations.entry_count()
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 }
 
@@ -187,26 +179,30 @@ mod tests {
         })
     }
 
+    fn text(v: Option<Arc<String>>) -> Option<String> {
+        v.map(|s| s.as_ref().clone())
+    }
+
     #[tokio::test]
     async fn a_fill_that_raced_a_write_is_never_read() {
         let (c, m) = (cache(1 << 20), metrics());
         let seen = c.generation("u").await;
         c.invalidate("u").await; // a write happened while we were reading
         c.insert("u", seen, 0, Arc::new("stale".into())).await;
+        assert_eq!(text(c.get("u", &0, &m).await), None);
         let now = c.generation("u").await;
         assert_ne!(now, seen);
-        assert_eq!(c.get("u", now, &0, &m).await, None);
         c.insert("u", now, 0, Arc::new("fresh".into())).await;
-        assert_eq!(
-            c.get("u", now, &0, &m).await.as_deref().map(String::as_str),
-            Some("fresh")
-        );
+        assert_eq!(text(c.get("u", &0, &m).await), Some("fresh".into()));
         // Other users are independent.
         let other = c.generation("v").await;
         c.insert("v", other, 1, Arc::new("v".into())).await;
         c.invalidate("u").await;
-        assert!(c.get("v", c.generation("v").await, &1, &m).await.is_some());
-        // Invalidation drops the entries it made unreachable.
+        assert_eq!(text(c.get("u", &0, &m).await), None);
+        assert_eq!(text(c.get("v", &1, &m).await), Some("v".into()));
+        // Invalidation drops every key of the user.
+        c.insert("v", c.generation("v").await, 0, Arc::new("v0".into()))
+            .await;
         c.invalidate("v").await;
         let (entries, _) = c.usage().await;
         assert_eq!(entries, 0);
@@ -219,7 +215,7 @@ mod tests {
         g.counters.invalidate("u").await; // evicted
         let b = g.current("u").await;
         assert!(b > a, "{a} then {b}");
-        assert_eq!(g.bump("u").await, b);
+        g.bump("u").await;
         assert!(g.current("u").await > b);
     }
 
@@ -231,7 +227,7 @@ mod tests {
             let uid = format!("user{i}");
             let g = c.generation(&uid).await;
             c.insert(&uid, g, 0, Arc::new("x".repeat(10 * 1024))).await;
-            let _ = c.get(&uid, g, &0, &m).await;
+            let _ = c.get(&uid, &0, &m).await;
         }
         let (entries, bytes) = c.usage().await;
         assert!(bytes <= 200_000, "{bytes} bytes cached");

@@ -263,12 +263,12 @@ where
         let Some(key) = key.filter(|_| page.is_first()) else {
             return Ok(Arc::new(fetch.await?));
         };
-        let generation = self.cache.generation(uid).await;
-        if let Some(p) = self.cache.get(uid, generation, &key, metrics).await
+        if let Some(p) = self.cache.get(uid, &key, metrics).await
             && p.limit == page.limit
         {
             return Ok(p.page.clone());
         }
+        let generation = self.cache.generation(uid).await;
         let out = Arc::new(fetch.await?);
         let bytes = page_bytes(&out);
         let entry = FirstPage {

@@ -323,8 +323,8 @@ impl TrendCounters {
     pub async fn trends(&self, uid: &str, days: u32) -> AppResult<Arc<Trends>> {
         let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
         let today_s = today.to_string();
+        let cached = self.cache.get(uid, &(), &self.metrics).await;
         let generation = self.cache.generation(uid).await;
-        let cached = self.cache.get(uid, generation, &(), &self.metrics).await;
         let window = match cached {
             Some(w) if w.today == today_s && w.days >= days => w,
             other => {

@@ -332,10 +332,10 @@ impl Users {
     /// the claims (exactly once, even under concurrent first requests). A newer
     /// sign-in moves `lastLoginAt`.
     pub async fn profile_for(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
-        let generation = self.cache.generation(&sign_in.uid).await;
-        let profile = match self.cache.get(&sign_in.uid, generation, &(), &self.metrics).await {
+        let profile = match self.cache.get(&sign_in.uid, &(), &self.metrics).await {
             Some(p) => p,
             None => {
+                let generation = self.cache.generation(&sign_in.uid).await;
                 let p = Arc::new(self.load_or_provision(sign_in).await?);
                 self.cache.insert(&sign_in.uid, generation, (), p.clone()).await;
                 p
@@ -349,10 +349,10 @@ impl Users {
 
     /// A profile by uid (no provisioning), through the cache.
     pub async fn get(&self, uid: &str) -> AppResult<Option<Arc<Account>>> {
-        let generation = self.cache.generation(uid).await;
-        if let Some(p) = self.cache.get(uid, generation, &(), &self.metrics).await {
+        if let Some(p) = self.cache.get(uid, &(), &self.metrics).await {
             return Ok(Some(p));
         }
+        let generation = self.cache.generation(uid).await;
         let Some(doc) = self.store.get(&Self::path(uid)?).await? else {
             return Ok(None);
         };
