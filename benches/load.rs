@@ -140,10 +140,18 @@ fn blocking_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+fn hostile_only() -> bool {
+    std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("hostile")
+}
+
 /// Starts the emulator, runs the benchmark in a child process that sees it, stops it.
 fn supervise() -> Result<ExitCode> {
     let out = out_dir();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if hostile_only() {
+        // The embedded store only: no emulator needed.
+        return run_child();
+    }
     let jar = std::env::var("FIRESTORE_EMULATOR_JAR")
         .ok()
         .filter(|j| !j.is_empty())
@@ -1316,23 +1324,8 @@ fn env_num(name: &str, default: u64, min: u64, max: u64) -> u64 {
 }
 
 async fn bench() -> Result<()> {
-    let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
-    let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
-    let secs = env_num("LOAD_BENCH_SECS", 5, 1, 30);
-    let conc = usize::try_from(env_num("LOAD_BENCH_CONC", 32, 1, 256))?;
-    let timing = Timing {
-        warmup: Duration::from_secs(1),
-        measure: Duration::from_secs(secs),
-    };
-    let short = Timing {
-        warmup: Duration::from_millis(500),
-        measure: Duration::from_secs(secs.div_ceil(2).max(2)),
-    };
-    let bench_pid = std::process::id();
-    let started = Instant::now();
-
-    // `LOAD_BENCH_ONLY=hostile`: only the hostile sweep (no emulator traffic).
-    if std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("hostile") {
+    // `LOAD_BENCH_ONLY=hostile`: only the hostile sweep (embedded store).
+    if hostile_only() {
         let sweep = hostile_sweep().await?;
         let b = sweep_bar(&sweep);
         let md = format!(
@@ -1348,6 +1341,20 @@ async fn bench() -> Result<()> {
         println!("\n{md}\n(also in {})", path.display());
         return Ok(());
     }
+    let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
+    let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
+    let secs = env_num("LOAD_BENCH_SECS", 5, 1, 30);
+    let conc = usize::try_from(env_num("LOAD_BENCH_CONC", 32, 1, 256))?;
+    let timing = Timing {
+        warmup: Duration::from_secs(1),
+        measure: Duration::from_secs(secs),
+    };
+    let short = Timing {
+        warmup: Duration::from_millis(500),
+        measure: Duration::from_secs(secs.div_ceil(2).max(2)),
+    };
+    let bench_pid = std::process::id();
+    let started = Instant::now();
 
     // (e) first, while the machine is quiet (the emulator idles).
     let cold = cold_start().await?;
