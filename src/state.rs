@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
+use crate::cache::{CacheBudget, Share};
 use crate::config::Config;
 use crate::domain::analyses::Analyses;
 use crate::domain::pagination::CursorCodec;
@@ -32,8 +33,9 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let cursors = CursorCodec::new(config.secret.expose())?;
-        let users = Users::new(store.clone(), metrics.clone());
-        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone());
+        let budget = CacheBudget::new(config.cache_bytes);
+        let users = Users::new(store.clone(), metrics.clone(), &budget);
+        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
         Ok(Self {
             analyses: Analyses::new(
                 store.clone(),
@@ -41,9 +43,10 @@ impl AppState {
                 users.clone(),
                 personas.clone(),
                 metrics.clone(),
+                &budget,
             ),
             personas,
-            rate_limiter: RateLimiter::new("default", config.rate_limit),
+            rate_limiter: RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits)),
             users,
             config,
             store,

@@ -13,6 +13,7 @@ use validator::{Validate, ValidationError};
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::users;
 use super::versioned::{self, Versioned};
+use crate::cache::{CacheBudget, Share};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -283,19 +284,30 @@ pub struct Personas {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     metrics: Arc<Metrics>,
-    /// First pages per (uid, sort, limit), 30 min.
-    lists: FirstPages<(Sort, u32), Persona>,
+    /// First pages per (uid, sort), 30 min.
+    lists: FirstPages<Sort, Persona>,
 }
 
 pub type PersonaPage = Page<Versioned<Persona>>;
 
 impl Personas {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cursors: CursorCodec,
+        metrics: Arc<Metrics>,
+        budget: &CacheBudget,
+    ) -> Self {
         Self {
             store,
             cursors,
             metrics,
-            lists: FirstPages::new("persona_lists", Duration::from_secs(30 * 60)),
+            lists: FirstPages::new(
+                "persona_lists",
+                Duration::from_secs(30 * 60),
+                &[Sort::Recent, Sort::MostUsed],
+                budget.bytes(Share::PersonaLists),
+                budget.bytes(Share::Generations) / 4,
+            ),
         }
     }
 
@@ -374,7 +386,7 @@ impl Personas {
             decode_page(&docs, next)
         };
         self.lists
-            .get_or_fetch(uid, (sort, page.limit), page, &self.metrics, fetch)
+            .get_or_fetch(uid, Some(sort), page, &self.metrics, fetch)
             .await
     }
 

@@ -4,6 +4,7 @@
 
 mod api_analyses;
 mod api_auth;
+mod api_caches;
 mod api_contract;
 mod api_http;
 mod api_idempotency;
@@ -11,6 +12,7 @@ mod api_if_match;
 mod api_personas;
 mod api_profile;
 mod api_store_errors;
+mod api_trends;
 mod app;
 mod binary;
 mod indexes;
