@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::freshness::Generations;
+use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
+use super::user_locks::UserLocks;
 use super::users::{self, Profile, Usage};
 use super::versioned::{self, Versioned};
 use super::{clock, personas};
@@ -430,6 +432,8 @@ pub struct Analyses {
     first_pages: FirstPages<String, Analysis>,
     generations: Generations,
     trends: Cache<(String, u32, String), Arc<Trends>>,
+    /// Creates lock the user document (the quota): they take turns per user.
+    turns: UserLocks,
 }
 
 /// Transaction retries are generous, so quota checks stay exact under heavy contention.
@@ -464,6 +468,7 @@ impl Analyses {
                 .time_to_live(ttl)
                 .support_invalidation_closures()
                 .build(),
+            turns: UserLocks::default(),
         }
     }
 
@@ -484,7 +489,13 @@ impl Analyses {
 
     /// Creates an analysis under the plan's monthly quota, in one transaction
     /// with the user's counters and the custom persona's usage.
-    pub async fn create(&self, uid: &str, new: NewAnalysis) -> AppResult<Versioned<Analysis>> {
+    /// `record` adds an idempotent response to the same commit.
+    pub async fn create(
+        &self,
+        uid: &str,
+        new: NewAnalysis,
+        record: Option<Arc<Recorder<Analysis>>>,
+    ) -> AppResult<Versioned<Analysis>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let user_path = users::Users::path(uid)?;
         let path = user_path.child(COLLECTION, &id)?;
@@ -494,6 +505,7 @@ impl Analyses {
         };
         let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let new = Arc::new(new);
+        let turn = self.turns.lock(uid).await;
         let result = store::run_transaction(self.store.as_ref(), |tx| {
             let (user_path, path, persona_path, new, id) = (
                 user_path.clone(),
@@ -502,7 +514,7 @@ impl Analyses {
                 new.clone(),
                 id.clone(),
             );
-            let uid = uid.to_owned();
+            let (uid, record) = (uid.to_owned(), record.clone());
             async move {
                 let mut reads = vec![user_path.clone()];
                 reads.extend(persona_path.clone());
@@ -537,11 +549,15 @@ impl Analyses {
                 if let Some(pp) = persona_path {
                     writes.push(personas::usage_write(pp, now));
                 }
+                if let Some(r) = record {
+                    writes.push(r.write(tx, &analysis).await?);
+                }
                 Ok(TxOutcome::new(writes, analysis))
             }
             .boxed()
         })
         .await;
+        drop(turn);
         self.after_write(uid).await;
         let analysis = result?;
         // The commit's update time is the ETag basis: read it back (cheap, and rare next to reads).

@@ -28,6 +28,11 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".into())
 }
 
+/// Runs `fut` (e.g. a spawned task) with the current request's id.
+pub fn carry<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(current(), fut)
+}
+
 /// Keeps `candidate` if it matches `^[A-Za-z0-9._:-]{1,128}$`, else makes a new one.
 pub fn sanitize(candidate: Option<&str>) -> String {
     match (candidate, SANE.as_ref()) {
