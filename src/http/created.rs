@@ -154,8 +154,7 @@ where
                     }
                 }
             };
-            let task = actix_web::rt::spawn(request_id::carry(task).instrument(tracing::Span::current()));
-            let v = task
+            let v = detached(task)
                 .await
                 .map_err(|e| AppError::internal(format!("idempotent create task failed: {e}")))??;
             let c = answer(&v)?;
@@ -167,5 +166,26 @@ where
                 false,
             ))
         }
+    }
+}
+
+/// Runs `task` to completion whatever happens to the request, keeping the
+/// request's span and request id for its logs.
+fn detached<T: 'static>(task: impl Future<Output = T> + 'static) -> actix_web::rt::task::JoinHandle<T> {
+    actix_web::rt::spawn(request_id::carry(task).instrument(tracing::Span::current()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_detached_task_keeps_the_request_span() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("request", request_id = "r-1");
+        let inner = async { detached(async { tracing::Span::current().metadata().map(|m| m.name()) }).await }
+            .instrument(span)
+            .await;
+        assert_eq!(inner.ok().flatten(), Some("request"));
     }
 }

@@ -66,4 +66,19 @@ mod tests {
         }
         assert_eq!(sanitize(None).len(), 36);
     }
+
+    #[actix_web::test]
+    async fn a_spawned_task_sees_the_request_id_only_when_carried() {
+        let spawn = |carried: bool| {
+            REQUEST_ID.scope("r-1".into(), async move {
+                if carried {
+                    actix_web::rt::spawn(carry(async { current() })).await
+                } else {
+                    actix_web::rt::spawn(async { current() }).await
+                }
+            })
+        };
+        assert_eq!(spawn(true).await.ok().as_deref(), Some("r-1"));
+        assert_eq!(spawn(false).await.ok().as_deref(), Some("-"));
+    }
 }
