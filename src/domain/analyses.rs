@@ -10,8 +10,10 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::trends::{self, TrendCounters};
+use super::user_locks::UserLocks;
 use super::users::{self, Profile, Usage};
 use super::versioned::{self, Versioned};
 use super::{clock, personas};
@@ -428,6 +430,8 @@ pub struct Analyses {
     /// cached: filter values cannot multiply entries).
     first_pages: FirstPages<(), Analysis>,
     trends: TrendCounters,
+    /// Creates lock the user document (the quota): they take turns per user.
+    turns: UserLocks,
 }
 
 /// Transaction retries are generous, so quota checks stay exact under heavy contention.
@@ -463,6 +467,7 @@ impl Analyses {
                 budget.bytes(Share::HistoryPages),
                 budget.bytes(Share::Generations) / 4,
             ),
+            turns: UserLocks::default(),
         }
     }
 
@@ -486,7 +491,13 @@ impl Analyses {
 
     /// Creates an analysis under the plan's monthly quota, in one transaction
     /// with the user's counters and the custom persona's usage.
-    pub async fn create(&self, uid: &str, new: NewAnalysis) -> AppResult<Versioned<Analysis>> {
+    /// `record` adds an idempotent response to the same commit.
+    pub async fn create(
+        &self,
+        uid: &str,
+        new: NewAnalysis,
+        record: Option<Arc<Recorder<Analysis>>>,
+    ) -> AppResult<Versioned<Analysis>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let user_path = users::Users::path(uid)?;
         let path = user_path.child(COLLECTION, &id)?;
@@ -496,6 +507,7 @@ impl Analyses {
         };
         let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let new = Arc::new(new);
+        let turn = self.turns.lock(uid).await;
         let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (user_path, path, persona_path, new, id) = (
                 user_path.clone(),
@@ -504,7 +516,7 @@ impl Analyses {
                 new.clone(),
                 id.clone(),
             );
-            let uid = uid.to_owned();
+            let (uid, record) = (uid.to_owned(), record.clone());
             async move {
                 let mut reads = vec![user_path.clone()];
                 reads.extend(persona_path.clone());
@@ -542,11 +554,15 @@ impl Analyses {
                 if let Some(pp) = persona_path {
                     writes.push(personas::usage_write(pp, now));
                 }
+                if let Some(r) = record {
+                    writes.push(r.write(tx, &analysis).await?);
+                }
                 Ok(TxOutcome::new(writes, analysis))
             }
             .boxed()
         })
         .await;
+        drop(turn);
         self.after_write(uid).await;
         let (analysis, committed) = result?;
         versioned::written(analysis, &committed, &path)
