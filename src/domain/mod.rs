@@ -11,5 +11,6 @@ pub mod migrations;
 pub mod pagination;
 pub mod personas;
 pub mod queries;
+pub mod retention;
 pub mod users;
 pub mod versioned;
