@@ -16,6 +16,7 @@ mod binary;
 mod indexes;
 mod migrations;
 mod openapi;
+mod ops_backup;
 mod readiness;
 #[macro_use]
 mod store_contract;
