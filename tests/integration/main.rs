@@ -17,6 +17,7 @@ mod indexes;
 mod migrations;
 mod openapi;
 mod ops_backup;
+mod ops_purge;
 mod readiness;
 #[macro_use]
 mod store_contract;
