@@ -18,6 +18,7 @@ mod migrations;
 mod openapi;
 mod ops_backup;
 mod ops_purge;
+mod ops_cli;
 mod readiness;
 #[macro_use]
 mod store_contract;
