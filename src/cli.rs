@@ -52,6 +52,10 @@ pub enum Command {
     Backup {
         #[arg(long)]
         out: PathBuf,
+        /// Write into a new subdirectory of --out named after the start time
+        /// (UTC, e.g. `2026-12-02T03-00-00Z`): for scheduled backups.
+        #[arg(long)]
+        timestamped: bool,
     },
     /// Verify a backup completely, then restore it (exit 3: bad backup, 4: target not empty).
     Restore {

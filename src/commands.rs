@@ -79,9 +79,14 @@ pub async fn grant_admin(config: &Config, uid: &str) -> anyhow::Result<()> {
 }
 
 /// `backup --out DIR`: prints one summary line.
-pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
+pub async fn backup(config: &Config, out: &Path, timestamped: bool) -> anyhow::Result<()> {
     let store = crate::startup::open_store(config, Metrics::new()?);
-    let summary = crate::ops::backup::run(store.as_ref(), &config.project_id, &config.database, out).await?;
+    let out = if timestamped {
+        out.join(jiff::Timestamp::now().strftime("%Y-%m-%dT%H-%M-%SZ").to_string())
+    } else {
+        out.to_owned()
+    };
+    let summary = crate::ops::backup::run(store.as_ref(), &config.project_id, &config.database, &out).await?;
     let m = &summary.manifest.body;
     println!(
         "backup of {}/{}: {} documents in {} files, {} to {}, in {}",

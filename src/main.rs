@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
             seed,
             yes_this_is_production,
         } => commands::seed(&config, users, analyses_per_user, seed, yes_this_is_production).await,
-        Command::Backup { out } => commands::backup(&config, &out).await,
+        Command::Backup { out, timestamped } => commands::backup(&config, &out, timestamped).await,
         Command::Restore { from, force, progress } => commands::restore(&config, &from, force, progress).await,
         Command::Purge { dry_run } => commands::purge(&config, dry_run).await,
     };

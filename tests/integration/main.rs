@@ -13,6 +13,7 @@ mod api_profile;
 mod api_store_errors;
 mod app;
 mod binary;
+mod deploy;
 mod indexes;
 mod migrations;
 mod openapi;
