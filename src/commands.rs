@@ -102,7 +102,12 @@ pub async fn backup(config: &Config, out: &Path, timestamped: bool) -> anyhow::R
 }
 
 /// `restore --from DIR [--force] [--progress FILE]`: prints the counts.
-pub async fn restore(config: &Config, from: &Path, force: bool, progress: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn restore(
+    config: &Config,
+    from: &Path,
+    force: bool,
+    progress: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let store = crate::startup::open_store(config, Metrics::new()?);
     let root = crate::ops::typed::Root::new(&config.project_id, &config.database);
     let options = crate::ops::restore::Options { force, progress };
@@ -110,14 +115,7 @@ pub async fn restore(config: &Config, from: &Path, force: bool, progress: Option
     println!(
         "restored {} documents from {} files into {}/{}: {} written now, {} by an earlier interrupted run, \
          {} commits, {} retries",
-        r.documents,
-        r.files,
-        config.project_id,
-        config.database,
-        r.written,
-        r.skipped,
-        r.commits,
-        r.retries
+        r.documents, r.files, config.project_id, config.database, r.written, r.skipped, r.commits, r.retries
     );
     Ok(())
 }
@@ -128,7 +126,13 @@ fn is_development_store(config: &Config) -> bool {
 }
 
 /// `seed --users N …`: refuses a real Firestore unless told otherwise.
-pub async fn seed(config: &Config, users: u32, analyses: u32, seed: u64, production: bool) -> anyhow::Result<()> {
+pub async fn seed(
+    config: &Config,
+    users: u32,
+    analyses: u32,
+    seed: u64,
+    production: bool,
+) -> anyhow::Result<()> {
     if !is_development_store(config) && !production {
         return Err(crate::ops::Refused::Production(format!(
             "seed writes made-up users into project {}, which is not the emulator; \
@@ -152,8 +156,9 @@ pub async fn seed(config: &Config, users: u32, analyses: u32, seed: u64, product
     };
     let r = crate::ops::seed::run(&state, &spec).await?;
     println!(
-        "seeded {} users ({} free, {} pro, {} enterprise), {} analyses ({} shared), {} personas",
-        r.users, r.plans[0], r.plans[1], r.plans[2], r.analyses, r.shared, r.personas
+        "seeded {} users ({} free, {} pro, {} enterprise), {} analyses ({} shared), {} personas; \
+         {} existing users left alone",
+        r.users, r.plans[0], r.plans[1], r.plans[2], r.analyses, r.shared, r.personas, r.skipped
     );
     Ok(())
 }

@@ -169,7 +169,10 @@ impl Config {
     /// Reads configuration through `get` (the environment in production, a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |k: &str| {
-            debug_assert!(KNOWN_VARS.contains(&k), "{k} is read but not listed in KNOWN_VARS");
+            debug_assert!(
+                KNOWN_VARS.contains(&k),
+                "{k} is read but not listed in KNOWN_VARS"
+            );
             get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
         };
         let err = |m: String| ConfigError(m);
@@ -398,7 +401,10 @@ mod tests {
         let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
         for auth in ["dev", "firebase"] {
             Config::from_lookup(|k| {
-                asked.lock().unwrap_or_else(|e| e.into_inner()).insert(k.to_owned());
+                asked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k.to_owned());
                 match k {
                     "FUNNELFLOW_AUTH" => Some(auth.to_owned()),
                     "FUNNELFLOW_SECRET" => Some("x".repeat(40)),

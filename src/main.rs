@@ -35,7 +35,11 @@ async fn main() -> ExitCode {
             yes_this_is_production,
         } => commands::seed(&config, users, analyses_per_user, seed, yes_this_is_production).await,
         Command::Backup { out, timestamped } => commands::backup(&config, &out, timestamped).await,
-        Command::Restore { from, force, progress } => commands::restore(&config, &from, force, progress).await,
+        Command::Restore {
+            from,
+            force,
+            progress,
+        } => commands::restore(&config, &from, force, progress).await,
         Command::Purge { dry_run } => commands::purge(&config, dry_run).await,
     };
     match result {

@@ -105,7 +105,12 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .run();
-        tracing::info!(port, metrics_port = metrics.as_ref().map(|m| m.0), store = state.store.kind(), "funnelflow listening");
+        tracing::info!(
+            port,
+            metrics_port = metrics.as_ref().map(|m| m.0),
+            store = state.store.kind(),
+            "funnelflow listening"
+        );
         Ok(Self {
             port,
             server,

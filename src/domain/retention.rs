@@ -39,6 +39,9 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
     let now = value::now();
     vec![
         ("purge: expired analytics", expired_analytics(now, 500)),
-        ("purge: expired idempotency records", expired_idempotency(now, 500)),
+        (
+            "purge: expired idempotency records",
+            expired_idempotency(now, 500),
+        ),
     ]
 }

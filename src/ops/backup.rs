@@ -32,8 +32,10 @@ pub struct Summary {
 /// backup already). `project`/`database` name the source in the manifest and
 /// anchor references (see `typed.rs`).
 pub async fn run(store: &dyn Store, project: &str, database: &str, out: &Path) -> anyhow::Result<Summary> {
-    if out.join(manifest::FILE_NAME).exists() {
-        anyhow::bail!("{} holds a backup already; choose a new directory", out.display());
+    // A fresh directory: a backup never mixes with files of another (or of an
+    // interrupted one, which restore would refuse as not in the manifest).
+    if std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
+        anyhow::bail!("{} is not empty; back up into a new directory", out.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let root = Root::new(project, database);
@@ -99,7 +101,13 @@ pub async fn run(store: &dyn Store, project: &str, database: &str, out: &Path) -
 fn file_name(index: usize, collection: &str) -> String {
     let readable: String = collection
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     format!("{:04}-{readable}.ndjson", index + 1)

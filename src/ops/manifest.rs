@@ -106,7 +106,9 @@ impl Manifest {
             )));
         }
         if digest_of(&body) != digest {
-            return Err(bad("its digest does not match its content: the manifest was edited".into()));
+            return Err(bad(
+                "its digest does not match its content: the manifest was edited".into(),
+            ));
         }
         let total: u64 = body.files.iter().map(|f| f.documents).sum();
         if total != body.documents {
@@ -118,7 +120,9 @@ impl Manifest {
         for f in &body.files {
             let plain = !f.name.is_empty()
                 && f.name.ends_with(".ndjson")
-                && f.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && f.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 && !f.name.starts_with('.');
             if !plain {
                 return Err(bad(format!("file name {:?} is not one a backup writes", f.name)));

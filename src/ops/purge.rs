@@ -30,7 +30,13 @@ const PAGE: u32 = MAX_WRITES_PER_COMMIT as u32;
 
 pub async fn run(store: &dyn Store, spec: &Spec) -> anyhow::Result<Report> {
     let cutoff = retention::cutoff(spec.now, spec.retention_days);
-    let analytics = sweep(store, retention::expired_analytics(cutoff, PAGE), spec.dry_run, "analytics").await?;
+    let analytics = sweep(
+        store,
+        retention::expired_analytics(cutoff, PAGE),
+        spec.dry_run,
+        "analytics",
+    )
+    .await?;
     let idempotency = sweep(
         store,
         retention::expired_idempotency(spec.now, PAGE),

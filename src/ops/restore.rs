@@ -9,6 +9,8 @@
 //! 3. Write each file's documents as exact `set` writes (the document becomes
 //!    precisely the backed-up fields), in commits of ≤ 500 writes and ≤ 8 MiB,
 //!    `CONCURRENCY` commits in flight, with backoff on overload/unavailability.
+//!    The bytes are hashed again as they are written: a file changed after
+//!    the verification stops the restore (what was written before stays).
 //!
 //! Paths and fields are restored exactly; create/update times cannot be
 //! (Firestore sets them on write): the NDJSON keeps the originals for the record.
@@ -25,6 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -114,13 +117,16 @@ pub fn verify(dir: &Path, root: &Root) -> Result<Manifest, Refused> {
 fn verify_file(dir: &Path, f: &FileEntry, root: &Root) -> Result<(), Refused> {
     let path = dir.join(&f.name);
     let bad = |why: String| Refused::BadBackup(format!("{}: {why}", path.display()));
-    let file = File::open(&path).map_err(|e| bad(format!("cannot open it ({e}): the backup is incomplete")))?;
+    let file =
+        File::open(&path).map_err(|e| bad(format!("cannot open it ({e}): the backup is incomplete")))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let (mut sha, mut bytes, mut documents) = (Sha256::new(), 0u64, 0u64);
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| bad(format!("read error: {e}")))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| bad(format!("read error: {e}")))?;
         if n == 0 {
             break;
         }
@@ -158,10 +164,15 @@ fn parse_line(line: &[u8], collection: &str, root: &Root) -> anyhow::Result<Writ
 /// Verifies, then restores the backup in `dir` into `store` (the database `root`).
 pub async fn run(store: &dyn Store, root: &Root, dir: &Path, options: &Options) -> anyhow::Result<Report> {
     let manifest = verify(dir, root)?;
-    let progress_path = options.progress.clone().unwrap_or_else(|| dir.join(PROGRESS_FILE));
+    let progress_path = options
+        .progress
+        .clone()
+        .unwrap_or_else(|| dir.join(PROGRESS_FILE));
     let previous = read_progress(&progress_path)?;
     let resuming = match previous {
-        Some(p) if !p.complete && p.manifest_digest == manifest.digest && p.target == root_name(root) => Some(p),
+        Some(p) if !p.complete && p.manifest_digest == manifest.digest && p.target == root_name(root) => {
+            Some(p)
+        }
         Some(p) if !p.complete && !options.force => {
             anyhow::bail!(
                 "{} belongs to an unfinished restore of another backup or into another database ({}); \
@@ -173,7 +184,9 @@ pub async fn run(store: &dyn Store, root: &Root, dir: &Path, options: &Options) 
         _ => None,
     };
     if resuming.is_none() && !options.force {
-        let (any, _) = super::with_backoff(|| store.scan(None, 1)).await.context("reading the target")?;
+        let (any, _) = super::with_backoff(|| store.scan(None, 1))
+            .await
+            .context("reading the target")?;
         if let Some(doc) = any.first() {
             return Err(Refused::TargetNotEmpty(format!(
                 "the target database is not empty (it holds {} among others): restore into an empty \
@@ -205,6 +218,7 @@ pub async fn run(store: &dyn Store, root: &Root, dir: &Path, options: &Options) 
             continue;
         }
         let batches = Batches::open(&dir.join(&f.name), done, &f.collection, root)?;
+        let file_sha = batches.sha.clone();
         let mut commits = futures::stream::iter(batches)
             .map(|batch| async move {
                 let writes = batch?;
@@ -226,6 +240,16 @@ pub async fn run(store: &dyn Store, root: &Root, dir: &Path, options: &Options) 
             progress.files.insert(f.name.clone(), written);
             progress.save(&progress_path)?;
         }
+        drop(commits);
+        // The file was verified before; it must not have changed since.
+        let sha = std::mem::take(&mut *file_sha.lock().unwrap_or_else(PoisonError::into_inner));
+        if hex::encode(sha.finalize()) != f.sha256 {
+            return Err(Refused::BadBackup(format!(
+                "{} changed while it was being restored; its documents up to the change are written",
+                f.name
+            ))
+            .into());
+        }
     }
     progress.complete = true;
     progress.save(&progress_path)?;
@@ -239,9 +263,12 @@ fn root_name(root: &Root) -> String {
 
 fn read_progress(path: &Path) -> anyhow::Result<Option<Progress>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("{} is not a restore progress file; delete it to start over", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "{} is not a restore progress file; delete it to start over",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -250,6 +277,8 @@ fn read_progress(path: &Path) -> anyhow::Result<Option<Progress>> {
 /// The writes of one file, in commits, after skipping its first `skip` documents.
 struct Batches {
     reader: BufReader<File>,
+    /// Of every byte read, skipped lines included: the whole file once read to the end.
+    sha: Arc<Mutex<Sha256>>,
     collection: String,
     root: Root,
     buf: Vec<u8>,
@@ -260,6 +289,7 @@ impl Batches {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let mut batches = Self {
             reader: BufReader::with_capacity(1 << 16, file),
+            sha: Arc::default(),
             collection: collection.to_owned(),
             root: root.clone(),
             buf: Vec::new(),
@@ -267,8 +297,16 @@ impl Batches {
         for _ in 0..skip {
             batches.buf.clear();
             batches.reader.read_until(b'\n', &mut batches.buf)?;
+            batches.hash();
         }
         Ok(batches)
+    }
+
+    fn hash(&self) {
+        self.sha
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(&self.buf);
     }
 }
 
@@ -284,6 +322,7 @@ impl Iterator for Batches {
                 Ok(0) => break,
                 Ok(n) => {
                     bytes += n;
+                    self.hash();
                     match parse_line(&self.buf, &self.collection, &self.root) {
                         Ok(w) => writes.push(w),
                         Err(e) => return Some(Err(e)),

@@ -12,7 +12,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use validator::Validate;
 
-use crate::domain::analyses::{AnalysisInput, Completion, Finding, InputType, NewAnalysis, Results, SampleCopy, Status};
+use crate::domain::analyses::{
+    AnalysisInput, Completion, Finding, InputType, NewAnalysis, Results, SampleCopy, Status,
+};
 use crate::domain::personas::{Behavior, Characteristics, Demographics, NewPersona, Psychographics};
 use crate::domain::users::{self, AuthProvider, PlanType, SignIn, Subscription};
 use crate::domain::versioned::IfMatch;
@@ -34,10 +36,16 @@ pub struct Report {
     pub analyses: u32,
     pub shared: u32,
     pub personas: u32,
+    /// Existing users left alone.
+    pub skipped: u32,
 }
 
-const FIRST: &[&str] = &["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Radia", "Edsger", "Frances"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thompson", "Perlman"];
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Radia", "Edsger", "Frances",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thompson", "Perlman",
+];
 const BUILT_IN: &[&str] = &["Founder", "Marketer", "Developer", "Enterprise Buyer", "Student"];
 const OFFERS: &[&str] = &[
     "An online course that teaches busy founders to validate ideas in two weeks",
@@ -45,7 +53,14 @@ const OFFERS: &[&str] = &[
     "A newsletter about practical machine learning for product teams",
     "A meal-kit subscription for families with dietary restrictions",
 ];
-const CATEGORIES: &[&str] = &["headline", "offer", "social proof", "call to action", "pricing", "urgency"];
+const CATEGORIES: &[&str] = &[
+    "headline",
+    "offer",
+    "social proof",
+    "call to action",
+    "pricing",
+    "urgency",
+];
 const MODELS: &[&str] = &["gpt-4o", "claude-3-5-sonnet", "gemini-1.5-pro"];
 
 /// The uid of the `i`-th seeded user.
@@ -55,9 +70,14 @@ pub fn uid(i: u32) -> String {
 
 /// The smallest plan whose monthly quota holds `analyses` (with sample copy on some of them).
 fn plan_for(rng: &mut StdRng, analyses: u32) -> PlanType {
-    let wanted = *[PlanType::Free, PlanType::Free, PlanType::Pro, PlanType::Enterprise]
-        .choose(rng)
-        .unwrap_or(&PlanType::Free);
+    let wanted = *[
+        PlanType::Free,
+        PlanType::Free,
+        PlanType::Pro,
+        PlanType::Enterprise,
+    ]
+    .choose(rng)
+    .unwrap_or(&PlanType::Free);
     let fits = |p: PlanType| p.limits().0.is_none_or(|limit| analyses <= limit);
     [wanted, PlanType::Pro, PlanType::Enterprise]
         .into_iter()
@@ -65,11 +85,20 @@ fn plan_for(rng: &mut StdRng, analyses: u32) -> PlanType {
         .unwrap_or(PlanType::Enterprise)
 }
 
+/// Seeds users `0..spec.users`. A user whose profile exists already is left
+/// as it is (counted in `skipped`): running seed again adds only missing users.
 pub async fn run(state: &AppState, spec: &Spec) -> anyhow::Result<Report> {
-    let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut report = Report::default();
     let bar = super::progress("seed", Some(u64::from(spec.users)));
     for i in 0..spec.users {
+        if state.users.get(&uid(i)).await?.is_some() {
+            report.skipped += 1;
+            bar.inc(1);
+            continue;
+        }
+        // One generator per user: each user's data depends on the seed and
+        // its number only, whatever else exists.
+        let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(i));
         seed_user(state, &mut rng, i, spec.analyses_per_user, &mut report)
             .await
             .with_context(|| format!("seeding {}", uid(i)))?;
@@ -79,15 +108,33 @@ pub async fn run(state: &AppState, spec: &Spec) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, report: &mut Report) -> anyhow::Result<()> {
+async fn seed_user(
+    state: &AppState,
+    rng: &mut StdRng,
+    i: u32,
+    analyses: u32,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let uid = uid(i);
-    let (first, last) = (FIRST.choose(rng).unwrap_or(&"Ada"), LAST.choose(rng).unwrap_or(&"Lovelace"));
-    let provider = *[AuthProvider::Google, AuthProvider::Github, AuthProvider::Microsoft]
-        .choose(rng)
-        .unwrap_or(&AuthProvider::Google);
+    let (first, last) = (
+        FIRST.choose(rng).unwrap_or(&"Ada"),
+        LAST.choose(rng).unwrap_or(&"Lovelace"),
+    );
+    let provider = *[
+        AuthProvider::Google,
+        AuthProvider::Github,
+        AuthProvider::Microsoft,
+    ]
+    .choose(rng)
+    .unwrap_or(&AuthProvider::Google);
     let sign_in = SignIn {
         uid: uid.clone(),
-        email: Some(format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i + 1)),
+        email: Some(format!(
+            "{}.{}{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            i + 1
+        )),
         name: Some(format!("{first} {last}")),
         picture: None,
         provider,
@@ -105,7 +152,11 @@ async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, re
     fields.insert("subscription".into(), value::from_serialize(&subscription));
     state
         .store
-        .commit(vec![Write::update(users::Users::path(&uid)?, fields, vec!["subscription".into()])])
+        .commit(vec![Write::update(
+            users::Users::path(&uid)?,
+            fields,
+            vec!["subscription".into()],
+        )])
         .await?;
     state.users.invalidate(&uid).await;
     report.plans[plan as usize] += 1;
@@ -114,10 +165,18 @@ async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, re
     for p in 0..rng.random_range(0..=3u32) {
         let new = NewPersona {
             name: format!("{} #{}", BUILT_IN.choose(rng).unwrap_or(&"Founder"), p + 1),
-            description: format!("A {} persona seeded for development.", ["cautious", "curious", "busy"][p as usize % 3]),
+            description: format!(
+                "A {} persona seeded for development.",
+                ["cautious", "curious", "busy"][p as usize % 3]
+            ),
             characteristics: Characteristics {
                 demographics: Demographics {
-                    age_range: Some(["25-34", "35-44", "45-54"].choose(rng).unwrap_or(&"25-34").to_string()),
+                    age_range: Some(
+                        ["25-34", "35-44", "45-54"]
+                            .choose(rng)
+                            .unwrap_or(&"25-34")
+                            .to_string(),
+                    ),
                     occupation: Some("Product manager".into()),
                     income: None,
                 },
@@ -146,9 +205,15 @@ async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, re
         let custom = (!personas.is_empty() && rng.random_bool(0.4))
             .then(|| personas.choose(rng).cloned())
             .flatten();
-        let status = *[Status::Completed, Status::Completed, Status::Completed, Status::Processing, Status::Failed]
-            .choose(rng)
-            .unwrap_or(&Status::Completed);
+        let status = *[
+            Status::Completed,
+            Status::Completed,
+            Status::Completed,
+            Status::Processing,
+            Status::Failed,
+        ]
+        .choose(rng)
+        .unwrap_or(&Status::Completed);
         let with_copy = rng.random_bool(0.5) && copy_limit.is_none_or(|l| copies < l);
         let results = results(rng, with_copy);
         let link = rng.random_bool(0.5);
@@ -172,7 +237,9 @@ async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, re
             results: None,
             ai_model: (*MODELS.choose(rng).unwrap_or(&MODELS[0])).to_owned(),
             version: "1.0".into(),
-            request_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string(),
+            request_id: uuid::Builder::from_random_bytes(rng.random())
+                .into_uuid()
+                .to_string(),
         };
         let complete_later = new.status != status;
         let new = NewAnalysis {
@@ -186,7 +253,10 @@ async fn seed_user(state: &AppState, rng: &mut StdRng, i: u32, analyses: u32, re
                 status: Status::Completed,
                 results: Some(results),
             };
-            state.analyses.complete(&uid, &created.analysis_id, c, IfMatch::Absent).await?;
+            state
+                .analyses
+                .complete(&uid, &created.analysis_id, c, IfMatch::Absent)
+                .await?;
         }
         if status == Status::Completed && with_copy {
             copies += 1;

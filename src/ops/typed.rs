@@ -27,7 +27,11 @@ pub struct Root(String);
 
 impl Root {
     pub fn new(project: &str, database: &str) -> Self {
-        let database = if database.is_empty() { "(default)" } else { database };
+        let database = if database.is_empty() {
+            "(default)"
+        } else {
+            database
+        };
         Self(format!("projects/{project}/databases/{database}/documents"))
     }
     pub fn as_str(&self) -> &str {
@@ -202,7 +206,9 @@ fn decode_double(j: &J) -> Result<f64, DecodeError> {
 }
 
 fn decode_ts(s: &str) -> Result<ProtoTimestamp, DecodeError> {
-    let t: jiff::Timestamp = s.parse().map_err(|e| bad(format!("bad timestampValue {s:?}: {e}")))?;
+    let t: jiff::Timestamp = s
+        .parse()
+        .map_err(|e| bad(format!("bad timestampValue {s:?}: {e}")))?;
     Ok(ProtoTimestamp {
         seconds: t.as_second(),
         nanos: t.subsec_nanosecond(),
@@ -214,6 +220,7 @@ pub fn decode_time(s: &str) -> Result<Timestamp, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::store::value;
@@ -267,7 +274,10 @@ mod tests {
             },
         );
         let mut inner = Fields::new();
-        inner.insert("a b".into(), value::array(vec![value::array(vec![]), value::map(Fields::new())]));
+        inner.insert(
+            "a b".into(),
+            value::array(vec![value::array(vec![]), value::map(Fields::new())]),
+        );
         f.insert("m".into(), value::map(inner));
         f
     }
@@ -282,8 +292,14 @@ mod tests {
         let back = decode_fields(&serde_json::from_str(&text).unwrap(), &dst).unwrap();
         assert_eq!(serde_json::to_string(&encode_fields(&back, &dst)).unwrap(), text);
         assert!(text.contains(r#""nan":{"doubleValue":"NaN"}"#), "{text}");
-        assert!(text.contains(r#""ts":{"timestampValue":"0001-01-01T00:00:00.123456Z"}"#), "{text}");
-        assert!(text.contains(r#""ref":{"referenceValue":"users/u1/x/y"}"#), "{text}");
+        assert!(
+            text.contains(r#""ts":{"timestampValue":"0001-01-01T00:00:00.123456Z"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""ref":{"referenceValue":"users/u1/x/y"}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""negzero":{"doubleValue":-0.0}"#), "{text}");
         let r = back.get("ref").and_then(|v| v.value_type.clone());
         assert_eq!(
@@ -292,7 +308,10 @@ mod tests {
                 "projects/b/databases/(default)/documents/users/u1/x/y".into()
             ))
         );
-        assert!(matches!(back["i"].value_type, Some(ValueType::IntegerValue(i64::MIN))));
+        assert!(matches!(
+            back["i"].value_type,
+            Some(ValueType::IntegerValue(i64::MIN))
+        ));
     }
 
     #[test]
@@ -310,7 +329,10 @@ mod tests {
             r#"{"what":1}"#,
             r#"1"#,
         ] {
-            assert!(decode(&serde_json::from_str(bad).unwrap(), &root).is_err(), "{bad}");
+            assert!(
+                decode(&serde_json::from_str(bad).unwrap(), &root).is_err(),
+                "{bad}"
+            );
         }
     }
 }

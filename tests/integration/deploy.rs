@@ -84,9 +84,18 @@ fn specs_parse_and_set_only_configuration_the_service_reads() {
         assert!(!literal.contains_key("PORT"), "{path}");
         // The secret comes from Secret Manager, never inline.
         assert_eq!(secret, ["FUNNELFLOW_SECRET"], "{path}");
-        assert_ne!(literal.get("FUNNELFLOW_AUTH").map(String::as_str), Some("dev"), "{path}");
+        assert_ne!(
+            literal.get("FUNNELFLOW_AUTH").map(String::as_str),
+            Some("dev"),
+            "{path}"
+        );
         // The arguments are a command line the binary accepts.
-        let args: Vec<String> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
         let mut argv = vec!["funnelflow".to_owned()];
         argv.extend(args);
         use clap::Parser;
@@ -126,8 +135,16 @@ fn service_probes_name_existing_routes_and_metrics_stay_private() {
     // Serving settings.
     assert!(pod["containerConcurrency"].as_u64().is_some_and(|n| n > 0));
     let annotations = &spec["spec"]["template"]["metadata"]["annotations"];
-    for key in ["autoscaling.knative.dev/minScale", "autoscaling.knative.dev/maxScale"] {
-        assert!(annotations[key].as_str().is_some_and(|v| v.parse::<u32>().is_ok()), "{key}");
+    for key in [
+        "autoscaling.knative.dev/minScale",
+        "autoscaling.knative.dev/maxScale",
+    ] {
+        assert!(
+            annotations[key]
+                .as_str()
+                .is_some_and(|v| v.parse::<u32>().is_ok()),
+            "{key}"
+        );
     }
     assert!(c["resources"]["limits"]["cpu"].is_string());
     // /metrics: on its own port, which the sidecar scrapes and Cloud Run does not expose.
@@ -135,7 +152,10 @@ fn service_probes_name_existing_routes_and_metrics_stay_private() {
     let metrics_port: u64 = env["FUNNELFLOW_METRICS_PORT"].parse().unwrap();
     assert_ne!(metrics_port, port);
     let scrape = yaml("deploy/rungmp-config.yaml");
-    assert_eq!(scrape["spec"]["endpoints"][0]["port"].as_u64(), Some(metrics_port));
+    assert_eq!(
+        scrape["spec"]["endpoints"][0]["port"].as_u64(),
+        Some(metrics_port)
+    );
     assert_eq!(scrape["spec"]["endpoints"][0]["path"], "/metrics");
 }
 
@@ -145,10 +165,19 @@ fn jobs_back_up_to_a_bucket_and_purge() {
     let (c, pod) = funnelflow_containers(&backup);
     let args = c[0]["args"].as_array().unwrap();
     assert_eq!(args[0], "backup");
-    let out = args.iter().position(|a| a == "--out").map(|i| args[i + 1].clone()).unwrap();
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .map(|i| args[i + 1].clone())
+        .unwrap();
     let mount = &c[0]["volumeMounts"][0];
     assert_eq!(mount["mountPath"], out);
-    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
     assert_eq!(volume["csi"]["driver"], "gcsfuse.run.googleapis.com");
     assert_eq!(volume["csi"]["volumeAttributes"]["bucketName"], "BUCKET");
     let purge = yaml("deploy/job-purge.yaml");
@@ -171,7 +200,10 @@ fn jobs_back_up_to_a_bucket_and_purge() {
 #[test]
 fn dockerfile_builds_locked_and_runs_unprivileged() {
     let docker = read("deploy/Dockerfile");
-    assert_eq!(docker.matches("\nFROM ").count() + usize::from(docker.starts_with("FROM ")), 2);
+    assert_eq!(
+        docker.matches("\nFROM ").count() + usize::from(docker.starts_with("FROM ")),
+        2
+    );
     assert!(docker.contains("--locked"));
     assert!(docker.contains("USER nonroot"));
     assert!(docker.contains("STRIP=symbols"));
@@ -184,7 +216,9 @@ fn dockerfile_builds_locked_and_runs_unprivileged() {
             let rel = &rest[..rest.find('"').unwrap()];
             let abs = std::path::Path::new(&entry).parent().unwrap().join(rel);
             let abs = abs.canonicalize().unwrap();
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).canonicalize().unwrap();
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .canonicalize()
+                .unwrap();
             embedded.push(abs.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
         }
     }
@@ -195,7 +229,10 @@ fn dockerfile_builds_locked_and_runs_unprivileged() {
                 .and_then(|a| a.split_whitespace().next())
                 .is_some_and(|src| file.starts_with(src.trim_end_matches('/')))
         });
-        assert!(copied, "the Dockerfile does not copy {file}, which the binary embeds");
+        assert!(
+            copied,
+            "the Dockerfile does not copy {file}, which the binary embeds"
+        );
     }
 }
 
@@ -213,7 +250,11 @@ fn walk(dir: &str) -> Vec<String> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Firebase ID token for `project`, signed with the key the local
@@ -284,15 +325,43 @@ async fn the_container_command_serves_and_drains_on_sigterm() {
         if ready.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "not ready within 20 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not ready within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let token = firebase_token(&project, "container-user");
-    let me = client.get(format!("{base}/v1/me")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(me.status(), 200, "a Firebase token verified with the published certificate");
+    let me = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        200,
+        "a Firebase token verified with the published certificate"
+    );
     // /metrics only on the private port.
-    assert_eq!(client.get(format!("{base}/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let metrics = client
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .send()
@@ -317,7 +386,10 @@ async fn the_container_command_serves_and_drains_on_sigterm() {
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&body.as_bytes()[..10]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     // New connections are refused once it is stopping.
     let stopping = Instant::now();
@@ -325,7 +397,10 @@ async fn the_container_command_serves_and_drains_on_sigterm() {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             break;
         }
-        assert!(stopping.elapsed() < Duration::from_secs(3), "still accepting connections after SIGTERM");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(3),
+            "still accepting connections after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The in-flight request completes.
@@ -341,7 +416,10 @@ async fn the_container_command_serves_and_drains_on_sigterm() {
             assert!(status.success(), "exit status after SIGTERM: {status}");
             break;
         }
-        assert!(stopping.elapsed() < Duration::from_secs(10), "did not exit within the grace period");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "did not exit within the grace period"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     std::fs::set_permissions(&cwd, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -18,8 +18,8 @@ mod indexes;
 mod migrations;
 mod openapi;
 mod ops_backup;
-mod ops_purge;
 mod ops_cli;
+mod ops_purge;
 mod readiness;
 #[macro_use]
 mod store_contract;

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use firestore::gcloud_sdk::google::r#type::LatLng;
+use funnelflow::ops::Refused;
 use funnelflow::ops::backup;
 use funnelflow::ops::manifest::Manifest;
 use funnelflow::ops::restore::{self, Options};
 use funnelflow::ops::seed::{self, Spec};
 use funnelflow::ops::typed::{self, Root};
-use funnelflow::ops::Refused;
 use funnelflow::store::embedded::EmbeddedStore;
 use funnelflow::store::firestore::FirestoreStore;
 use funnelflow::store::value::{ProtoTimestamp, ValueType};
@@ -112,11 +112,17 @@ fn every_type(root: &Root) -> Fields {
     );
     f.insert(
         "ref".into(),
-        v(ValueType::ReferenceValue(format!("{}/users/seed-user-0001", root.as_str()))),
+        v(ValueType::ReferenceValue(format!(
+            "{}/users/seed-user-0001",
+            root.as_str()
+        ))),
     );
     f.insert(
         "refToNothing".into(),
-        v(ValueType::ReferenceValue(format!("{}/ghost/x/deep/y", root.as_str()))),
+        v(ValueType::ReferenceValue(format!(
+            "{}/ghost/x/deep/y",
+            root.as_str()
+        ))),
     );
     f.insert(
         "geo".into(),
@@ -126,7 +132,15 @@ fn every_type(root: &Root) -> Fields {
         })),
     );
     let mut inner = Fields::new();
-    inner.insert("list".into(), value::array(vec![value::int(1), value::double(1.5), value::null(), value::string("s")]));
+    inner.insert(
+        "list".into(),
+        value::array(vec![
+            value::int(1),
+            value::double(1.5),
+            value::null(),
+            value::string("s"),
+        ]),
+    );
     inner.insert("empty".into(), value::map(Fields::new()));
     inner.insert("emptyList".into(), value::array(vec![]));
     inner.insert("odd key.with dots`".into(), value::string("x"));
@@ -157,7 +171,10 @@ async fn populate(app: &TestApp) {
     app.store()
         .commit(vec![
             Write::set(path("odd/every-type"), every_type(&root)),
-            Write::set(path("users/seed-user-0001/unknownSub/x/deeper/y"), every_type(&root)),
+            Write::set(
+                path("users/seed-user-0001/unknownSub/x/deeper/y"),
+                every_type(&root),
+            ),
             Write::set(path("ghost/nobody/things/t1"), every_type(&root)),
             Write::set(path("a-b/c"), Fields::new()),
         ])
@@ -170,14 +187,22 @@ async fn seeded_counters_match(app: &TestApp) {
     for i in 0..3 {
         let uid = seed::uid(i);
         let user = DocPath::root("users", &uid).unwrap();
-        let analyses = app.store().query(&Query::collection(Some(&user), "analyses")).await.unwrap();
+        let analyses = app
+            .store()
+            .query(&Query::collection(Some(&user), "analyses"))
+            .await
+            .unwrap();
         let profile = app.store().get(&user).await.unwrap().unwrap();
         assert_eq!(
             profile.field("metadata.totalAnalyses").and_then(value::as_i64),
             Some(analyses.len() as i64),
             "{uid}"
         );
-        let personas = app.store().query(&Query::collection(Some(&user), "personas")).await.unwrap();
+        let personas = app
+            .store()
+            .query(&Query::collection(Some(&user), "personas"))
+            .await
+            .unwrap();
         let used: i64 = personas
             .iter()
             .map(|p| p.field("metadata.usageCount").and_then(value::as_i64).unwrap())
@@ -222,15 +247,24 @@ async fn round_trip(app: TestApp) {
     // Every document identical: path, every field, every type.
     assert_eq!(dump(target.as_ref(), &target_root).await, source);
     // References point into the restored database.
-    let restored = target.get(&DocPath::parse("odd/every-type").unwrap()).await.unwrap().unwrap();
+    let restored = target
+        .get(&DocPath::parse("odd/every-type").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         restored.field("ref").and_then(|r| r.value_type.clone()),
-        Some(ValueType::ReferenceValue(format!("{}/users/seed-user-0001", target_root.as_str())))
+        Some(ValueType::ReferenceValue(format!(
+            "{}/users/seed-user-0001",
+            target_root.as_str()
+        )))
     );
 
     // A backup of the restored data holds the same content, file by file.
     let again = temp_dir("backup-again");
-    let second = backup::run(target.as_ref(), &target_project, "(default)", &again).await.unwrap();
+    let second = backup::run(target.as_ref(), &target_project, "(default)", &again)
+        .await
+        .unwrap();
     let digest = |m: &Manifest| {
         m.body
             .files
@@ -245,10 +279,20 @@ async fn round_trip(app: TestApp) {
         force: false,
         progress: Some(again.join("progress.json")),
     };
-    let err = restore::run(target.as_ref(), &target_root, &dir, &options).await.unwrap_err();
-    assert!(matches!(err.downcast_ref::<Refused>(), Some(Refused::TargetNotEmpty(_))), "{err:#}");
-    let forced = Options { force: true, ..options };
-    restore::run(target.as_ref(), &target_root, &dir, &forced).await.unwrap();
+    let err = restore::run(target.as_ref(), &target_root, &dir, &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Refused>(), Some(Refused::TargetNotEmpty(_))),
+        "{err:#}"
+    );
+    let forced = Options {
+        force: true,
+        ..options
+    };
+    restore::run(target.as_ref(), &target_root, &dir, &forced)
+        .await
+        .unwrap();
     assert_eq!(dump(target.as_ref(), &target_root).await, source);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&again);
@@ -273,7 +317,9 @@ fn largest_file(dir: &Path) -> PathBuf {
 async fn tampered(app: TestApp) {
     populate(&app).await;
     let dir = temp_dir("tamper");
-    backup::run(app.store().as_ref(), &app.project_id, "(default)", &dir).await.unwrap();
+    backup::run(app.store().as_ref(), &app.project_id, "(default)", &dir)
+        .await
+        .unwrap();
     type Tamper = fn(&Path);
     let tampers: [(&str, Tamper); 8] = [
         ("changed byte", |d| {
@@ -300,13 +346,17 @@ async fn tampered(app: TestApp) {
             std::fs::write(p, &s[..cut]).unwrap();
         }),
         ("missing file", |d| std::fs::remove_file(largest_file(d)).unwrap()),
-        ("missing manifest", |d| std::fs::remove_file(d.join("manifest.json")).unwrap()),
+        ("missing manifest", |d| {
+            std::fs::remove_file(d.join("manifest.json")).unwrap()
+        }),
         ("edited manifest", |d| {
             let p = d.join("manifest.json");
             let s = std::fs::read_to_string(&p).unwrap();
             std::fs::write(p, s.replacen("\"project\": \"", "\"project\": \"x", 1)).unwrap();
         }),
-        ("file not in the manifest", |d| std::fs::write(d.join("9999-extra.ndjson"), "").unwrap()),
+        ("file not in the manifest", |d| {
+            std::fs::write(d.join("9999-extra.ndjson"), "").unwrap()
+        }),
     ];
     for (what, tamper) in tampers {
         let copy = copy_dir(&dir, "tampered");
@@ -316,12 +366,17 @@ async fn tampered(app: TestApp) {
             force: true,
             progress: None,
         };
-        let err = restore::run(target.as_ref(), &root, &copy, &options).await.unwrap_err();
+        let err = restore::run(target.as_ref(), &root, &copy, &options)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err.downcast_ref::<Refused>(), Some(Refused::BadBackup(_))),
             "{what}: {err:#}"
         );
-        assert!(target.scan(None, 1).await.unwrap().is_empty(), "{what}: something was written");
+        assert!(
+            target.scan(None, 1).await.unwrap().is_empty(),
+            "{what}: something was written"
+        );
         assert!(!copy.join(restore::PROGRESS_FILE).exists(), "{what}");
         let _ = std::fs::remove_dir_all(&copy);
     }
@@ -385,9 +440,13 @@ async fn resumes(app: TestApp) {
             )
         })
         .collect();
-    funnelflow::store::commit_chunked(app.store().as_ref(), writes).await.unwrap();
+    funnelflow::store::commit_chunked(app.store().as_ref(), writes)
+        .await
+        .unwrap();
     let dir = temp_dir("resume");
-    backup::run(app.store().as_ref(), &app.project_id, "(default)", &dir).await.unwrap();
+    backup::run(app.store().as_ref(), &app.project_id, "(default)", &dir)
+        .await
+        .unwrap();
     let source = dump(app.store().as_ref(), &root_of(&app)).await;
 
     let (target, root) = another_database(&app).await;
@@ -405,13 +464,111 @@ async fn resumes(app: TestApp) {
     assert!(partial >= 1000 && partial < source.len(), "{partial}");
 
     // Run again: it resumes (the target is not empty, yet no --force is needed).
-    let report = restore::run(target.as_ref(), &root, &dir, &options).await.unwrap();
+    let report = restore::run(target.as_ref(), &root, &dir, &options)
+        .await
+        .unwrap();
     assert!(report.skipped >= 1000, "{report:?}");
     assert_eq!(report.skipped + report.written, source.len() as u64);
     assert_eq!(dump(target.as_ref(), &root).await, source);
     // Finished: a third run is a new restore, refused on the non-empty target.
-    let err = restore::run(target.as_ref(), &root, &dir, &options).await.unwrap_err();
-    assert!(matches!(err.downcast_ref::<Refused>(), Some(Refused::TargetNotEmpty(_))), "{err:#}");
+    let err = restore::run(target.as_ref(), &root, &dir, &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Refused>(), Some(Refused::TargetNotEmpty(_))),
+        "{err:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 crate::both_backends!(restore_resumes_after_an_interruption, resumes);
+
+/// A store that changes the backup file under the restore at its first commit.
+struct ChangesTheFile {
+    inner: FailAfter,
+    file: PathBuf,
+}
+
+#[async_trait]
+impl Store for ChangesTheFile {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn get(&self, p: &DocPath) -> StoreResult<Option<Doc>> {
+        self.inner.get(p).await
+    }
+    async fn get_all(&self, p: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+        self.inner.get_all(p).await
+    }
+    async fn query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
+        self.inner.query(q).await
+    }
+    async fn count(&self, q: &Query) -> StoreResult<u64> {
+        self.inner.count(q).await
+    }
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
+        let text = std::fs::read_to_string(&self.file).unwrap();
+        std::fs::write(
+            &self.file,
+            text.replace("\"integerValue\":\"2299\"", "\"integerValue\":\"9\""),
+        )
+        .unwrap();
+        self.inner.commit(writes).await
+    }
+    async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
+        self.inner.list_collection_ids(p).await
+    }
+    async fn descendants(&self, p: &DocPath) -> StoreResult<Vec<DocPath>> {
+        self.inner.descendants(p).await
+    }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        self.inner.scan(after, limit).await
+    }
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+        self.inner.begin().await
+    }
+}
+
+#[tokio::test]
+async fn a_file_changed_during_the_restore_stops_it() {
+    let source = EmbeddedStore::new();
+    let writes: Vec<Write> = (0..2300)
+        .map(|i| {
+            Write::set(
+                DocPath::root("bulk", &format!("{i:05}")).unwrap(),
+                [("i".to_owned(), value::int(i))].into_iter().collect(),
+            )
+        })
+        .collect();
+    funnelflow::store::commit_chunked(&source, writes).await.unwrap();
+    let dir = temp_dir("changed");
+    let m = backup::run(&source, "p", "(default)", &dir)
+        .await
+        .unwrap()
+        .manifest;
+    let target: Arc<dyn Store> = Arc::new(EmbeddedStore::new());
+    let changing = ChangesTheFile {
+        inner: FailAfter {
+            inner: target.clone(),
+            budget: AtomicI64::new(i64::MAX),
+        },
+        file: dir.join(&m.body.files[0].name),
+    };
+    let options = Options {
+        force: false,
+        progress: None,
+    };
+    let root = Root::new("q", "(default)");
+    let err = restore::run(&changing, &root, &dir, &options).await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<Refused>(), Some(Refused::BadBackup(_))),
+        "{err:#}"
+    );
+    assert!(
+        format!("{err:#}").contains("changed while it was being restored"),
+        "{err:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,9 +43,17 @@ async fn connect(project: &str) -> FirestoreStore {
 
 #[test]
 fn seed_refuses_a_real_firestore() {
-    let real = [("GOOGLE_CLOUD_PROJECT", "prod-project"), ("FUNNELFLOW_SECRET", SECRET)];
+    let real = [
+        ("GOOGLE_CLOUD_PROJECT", "prod-project"),
+        ("FUNNELFLOW_SECRET", SECRET),
+    ];
     let out = run(&real, &["seed", "--users", "1"]);
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes-this-is-production"));
 }
 
@@ -90,19 +98,77 @@ async fn seed_backup_tamper_restore_purge_from_the_command_line() {
         support::unique_project_id("cli-twin"),
         support::unique_project_id("cli-target"),
     );
-    let seeded = ok(&run_in(&source, &["seed", "--users", "4", "--analyses-per-user", "12", "--seed", "42"]));
+    let seeded = ok(&run_in(
+        &source,
+        &[
+            "seed",
+            "--users",
+            "4",
+            "--analyses-per-user",
+            "12",
+            "--seed",
+            "42",
+        ],
+    ));
     assert!(seeded.contains("seeded 4 users"), "{seeded}");
     assert!(seeded.contains("48 analyses"), "{seeded}");
-    ok(&run_in(&twin, &["seed", "--users", "4", "--analyses-per-user", "12", "--seed", "42"]));
+    ok(&run_in(
+        &twin,
+        &[
+            "seed",
+            "--users",
+            "4",
+            "--analyses-per-user",
+            "12",
+            "--seed",
+            "42",
+        ],
+    ));
+    // Again: the existing users are left as they are (no quota overrun, no duplicates).
+    let rerun = ok(&run_in(
+        &source,
+        &[
+            "seed",
+            "--users",
+            "5",
+            "--analyses-per-user",
+            "12",
+            "--seed",
+            "42",
+        ],
+    ));
+    assert!(
+        rerun.contains("seeded 1 users") && rerun.contains("4 existing users left alone"),
+        "{rerun}"
+    );
+    ok(&run_in(
+        &twin,
+        &[
+            "seed",
+            "--users",
+            "5",
+            "--analyses-per-user",
+            "12",
+            "--seed",
+            "42",
+        ],
+    ));
     let (src, twn) = (connect(&source).await, connect(&twin).await);
-    assert_eq!(seeded_profiles(&src).await, seeded_profiles(&twn).await, "same seed, same data");
+    assert_eq!(
+        seeded_profiles(&src).await,
+        seeded_profiles(&twn).await,
+        "same seed, same data"
+    );
     // More analyses than the free plan's 10 a month: nobody is on it.
     assert!(!seeded_profiles(&src).await.iter().any(|p| p.contains("\"free\"")));
 
     let dir = temp_dir("cli-backup");
     let out = dir.join("b");
     let summary = ok(&run_in(&source, &["backup", "--out", out.to_str().unwrap()]));
-    assert!(summary.starts_with(&format!("backup of {source}/(default): ")), "{summary}");
+    assert!(
+        summary.starts_with(&format!("backup of {source}/(default): ")),
+        "{summary}"
+    );
 
     // A tampered copy: exit code 3, nothing written.
     let bad = dir.join("bad");
@@ -117,9 +183,18 @@ async fn seed_backup_tamper_restore_purge_from_the_command_line() {
         .find(|p| p.to_string_lossy().ends_with("-users.ndjson"))
         .unwrap();
     let text = std::fs::read_to_string(&users_file).unwrap();
-    std::fs::write(&users_file, text.replacen("\"stringValue\":\"", "\"stringValue\":\"X", 1)).unwrap();
+    std::fs::write(
+        &users_file,
+        text.replacen("\"stringValue\":\"", "\"stringValue\":\"X", 1),
+    )
+    .unwrap();
     let refused = run_in(&target, &["restore", "--from", bad.to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("backup refused"));
     let tgt = connect(&target).await;
     assert!(tgt.scan(None, 1).await.unwrap().is_empty());
@@ -131,19 +206,32 @@ async fn seed_backup_tamper_restore_purge_from_the_command_line() {
         dump(&src, &Root::new(&source, "(default)")).await
     );
     let again = run_in(&target, &["restore", "--from", out.to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(4), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     // Purge: an aged analytics event goes, the dry run only counts it.
     let old = jiff::Timestamp::from_second(1_000_000_000).unwrap();
     let mut f = funnelflow::store::Fields::new();
     f.insert("timestamp".into(), value::timestamp(old));
-    tgt.commit(vec![funnelflow::store::Write::set(DocPath::root("analytics", "e1").unwrap(), f)])
-        .await
-        .unwrap();
+    tgt.commit(vec![funnelflow::store::Write::set(
+        DocPath::root("analytics", "e1").unwrap(),
+        f,
+    )])
+    .await
+    .unwrap();
     let dry = ok(&run_in(&target, &["purge", "--dry-run"]));
     assert!(dry.contains("would remove 1 analytics events"), "{dry}");
     let done = ok(&run_in(&target, &["purge"]));
     assert!(done.contains("removed 1 analytics events"), "{done}");
-    assert!(tgt.get(&DocPath::root("analytics", "e1").unwrap()).await.unwrap().is_none());
+    assert!(
+        tgt.get(&DocPath::root("analytics", "e1").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

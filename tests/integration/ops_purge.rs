@@ -44,12 +44,26 @@ async fn populate(store: &dyn Store, now: jiff::Timestamp) {
         Write::set(p("analytics/recent"), with("timestamp", days_ago(now, 364))),
         Write::set(p("analytics/untimed"), Fields::new()),
         Write::set(p("users/u1"), Fields::new()),
-        Write::set(p("users/u1/idempotency/expired"), with("expiresAt", now.checked_sub(hour).unwrap())),
-        Write::set(p("users/u1/idempotency/live"), with("expiresAt", now.checked_add(hour).unwrap())),
-        Write::set(p("users/gone/idempotency/expired"), with("expiresAt", days_ago(now, 3))),
+        Write::set(
+            p("users/u1/idempotency/expired"),
+            with("expiresAt", now.checked_sub(hour).unwrap()),
+        ),
+        Write::set(
+            p("users/u1/idempotency/live"),
+            with("expiresAt", now.checked_add(hour).unwrap()),
+        ),
+        Write::set(
+            p("users/gone/idempotency/expired"),
+            with("expiresAt", days_ago(now, 3)),
+        ),
     ];
     // More than a page of old analytics.
-    writes.extend((0..620).map(|i| Write::set(p(&format!("analytics/bulk{i:04}")), with("timestamp", days_ago(now, 500)))));
+    writes.extend((0..620).map(|i| {
+        Write::set(
+            p(&format!("analytics/bulk{i:04}")),
+            with("timestamp", days_ago(now, 500)),
+        )
+    }));
     funnelflow::store::commit_chunked(store, writes).await.unwrap();
 }
 
@@ -64,15 +78,32 @@ async fn removes_what_has_aged(app: TestApp) {
     };
     let dry = purge::run(store, &spec).await.unwrap();
     assert_eq!((dry.analytics, dry.idempotency), (622, 2));
-    assert!(exists(store, "analytics/old1").await, "a dry run removed something");
+    assert!(
+        exists(store, "analytics/old1").await,
+        "a dry run removed something"
+    );
 
-    let spec = Spec { dry_run: false, ..spec };
+    let spec = Spec {
+        dry_run: false,
+        ..spec
+    };
     let done = purge::run(store, &spec).await.unwrap();
     assert_eq!((done.analytics, done.idempotency), (622, 2));
-    for gone in ["analytics/old1", "analytics/old2", "analytics/bulk0619", "users/u1/idempotency/expired", "users/gone/idempotency/expired"] {
+    for gone in [
+        "analytics/old1",
+        "analytics/old2",
+        "analytics/bulk0619",
+        "users/u1/idempotency/expired",
+        "users/gone/idempotency/expired",
+    ] {
         assert!(!exists(store, gone).await, "{gone} is still there");
     }
-    for kept in ["analytics/recent", "analytics/untimed", "users/u1", "users/u1/idempotency/live"] {
+    for kept in [
+        "analytics/recent",
+        "analytics/untimed",
+        "users/u1",
+        "users/u1/idempotency/live",
+    ] {
         assert!(exists(store, kept).await, "{kept} was removed");
     }
     let analytics = store.query(&Query::collection(None, "analytics")).await.unwrap();
@@ -114,7 +145,10 @@ impl Store for RewriteBeforeFirstCommit {
         if !self.done.swap(true, Ordering::SeqCst) {
             let later = value::now().checked_add(SignedDuration::from_hours(24)).unwrap();
             self.inner
-                .commit(vec![Write::set(p("users/u1/idempotency/expired"), with("expiresAt", later))])
+                .commit(vec![Write::set(
+                    p("users/u1/idempotency/expired"),
+                    with("expiresAt", later),
+                )])
                 .await?;
         }
         self.inner.commit(writes).await
@@ -138,8 +172,14 @@ async fn keeps_a_record_rewritten_meanwhile(app: TestApp) {
     let hour = SignedDuration::from_hours(1);
     app.store()
         .commit(vec![
-            Write::set(p("users/u1/idempotency/expired"), with("expiresAt", now.checked_sub(hour).unwrap())),
-            Write::set(p("users/u2/idempotency/expired"), with("expiresAt", now.checked_sub(hour).unwrap())),
+            Write::set(
+                p("users/u1/idempotency/expired"),
+                with("expiresAt", now.checked_sub(hour).unwrap()),
+            ),
+            Write::set(
+                p("users/u2/idempotency/expired"),
+                with("expiresAt", now.checked_sub(hour).unwrap()),
+            ),
         ])
         .await
         .unwrap();
@@ -157,4 +197,7 @@ async fn keeps_a_record_rewritten_meanwhile(app: TestApp) {
     assert!(exists(app.store().as_ref(), "users/u1/idempotency/expired").await);
     assert!(!exists(app.store().as_ref(), "users/u2/idempotency/expired").await);
 }
-crate::both_backends!(purge_keeps_a_record_rewritten_meanwhile, keeps_a_record_rewritten_meanwhile);
+crate::both_backends!(
+    purge_keeps_a_record_rewritten_meanwhile,
+    keeps_a_record_rewritten_meanwhile
+);
