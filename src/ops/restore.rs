@@ -202,7 +202,10 @@ pub async fn run(store: &dyn Store, root: &Root, dir: &Path, options: &Options) 
         files: BTreeMap::new(),
         complete: false,
     });
-    progress.save(&progress_path)?;
+    progress.save(&progress_path).context(
+        "the restore keeps its progress there (to resume after an interruption); \
+         if the backup directory is read-only, pass --progress FILE",
+    )?;
 
     let bar = super::progress("restore", Some(manifest.body.documents));
     let mut report = Report {

@@ -384,10 +384,12 @@ async fn tampered(app: TestApp) {
 }
 crate::both_backends!(tampered_backups_are_refused, tampered);
 
-/// A store whose commits fail once `budget` of them went through (a crash).
+/// A store whose commits fail once `budget` of them went through (a crash),
+/// and whose first `busy` commits answer UNAVAILABLE / RESOURCE_EXHAUSTED.
 struct FailAfter {
     inner: Arc<dyn Store>,
     budget: AtomicI64,
+    busy: AtomicI64,
 }
 
 #[async_trait]
@@ -411,6 +413,11 @@ impl Store for FailAfter {
         self.inner.count(q).await
     }
     async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
+        if self.busy.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Err(StoreError::Unavailable(
+                "RESOURCE_EXHAUSTED: quota exceeded".into(),
+            ));
+        }
         if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
             return Err(StoreError::Internal("the process was killed".into()));
         }
@@ -453,6 +460,7 @@ async fn resumes(app: TestApp) {
     let crashing = FailAfter {
         inner: target.clone(),
         budget: AtomicI64::new(2),
+        busy: AtomicI64::new(0),
     };
     let options = Options {
         force: false,
@@ -553,6 +561,7 @@ async fn a_file_changed_during_the_restore_stops_it() {
         inner: FailAfter {
             inner: target.clone(),
             budget: AtomicI64::new(i64::MAX),
+            busy: AtomicI64::new(0),
         },
         file: dir.join(&m.body.files[0].name),
     };
@@ -570,5 +579,38 @@ async fn a_file_changed_during_the_restore_stops_it() {
         format!("{err:#}").contains("changed while it was being restored"),
         "{err:#}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An overloaded or unavailable store: the restore backs off and retries
+/// until its commits go through, and says how often it had to.
+#[tokio::test]
+async fn restore_backs_off_while_the_store_is_busy() {
+    let source = EmbeddedStore::new();
+    let writes: Vec<Write> = (0..1200)
+        .map(|i| {
+            Write::set(
+                DocPath::root("bulk", &format!("{i:05}")).unwrap(),
+                [("i".to_owned(), value::int(i))].into_iter().collect(),
+            )
+        })
+        .collect();
+    funnelflow::store::commit_chunked(&source, writes).await.unwrap();
+    let dir = temp_dir("busy");
+    backup::run(&source, "p", "(default)", &dir).await.unwrap();
+    let target: Arc<dyn Store> = Arc::new(EmbeddedStore::new());
+    let busy = FailAfter {
+        inner: target.clone(),
+        budget: AtomicI64::new(i64::MAX),
+        busy: AtomicI64::new(4),
+    };
+    let options = Options {
+        force: false,
+        progress: None,
+    };
+    let root = Root::new("p", "(default)");
+    let report = restore::run(&busy, &root, &dir, &options).await.unwrap();
+    assert_eq!((report.written, report.commits, report.retries), (1200, 3, 4));
+    assert_eq!(dump(target.as_ref(), &root).await, dump(&source, &root).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
