@@ -20,6 +20,7 @@ mod openapi;
 mod ops_backup;
 mod ops_cli;
 mod ops_purge;
+mod ops_restore;
 mod readiness;
 #[macro_use]
 mod store_contract;
