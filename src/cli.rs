@@ -1,5 +1,7 @@
 //! The `funnelflow` command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -29,6 +31,48 @@ pub enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+    },
+    /// Write realistic development data through the services (refuses a real
+    /// Firestore unless --yes-this-is-production).
+    Seed {
+        /// Users to create (`seed-user-0001` …).
+        #[arg(long)]
+        users: u32,
+        /// Analyses per user (the plan is chosen so they fit its monthly quota).
+        #[arg(long, default_value_t = 5)]
+        analyses_per_user: u32,
+        /// Seed of the random choices: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Allow seeding a Firestore that is not the emulator.
+        #[arg(long)]
+        yes_this_is_production: bool,
+    },
+    /// Back up every document of the database into DIR (NDJSON + manifest.json).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        /// Write into a new subdirectory of --out named after the start time
+        /// (UTC, e.g. `2026-12-02T03-00-00Z`): for scheduled backups.
+        #[arg(long)]
+        timestamped: bool,
+    },
+    /// Verify a backup completely, then restore it (exit 3: bad backup, 4: target not empty).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// Write over a database that already holds documents.
+        #[arg(long)]
+        force: bool,
+        /// Progress file for resuming (default: restore-progress.json in the backup directory).
+        #[arg(long)]
+        progress: Option<PathBuf>,
+    },
+    /// Remove analytics events past FUNNELFLOW_ANALYTICS_RETENTION_DAYS and expired idempotency records.
+    Purge {
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Administrative actions.
     Admin {

@@ -99,11 +99,42 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Every environment variable `Config::from_lookup` reads (it refuses, in
+/// debug builds, to read one not listed): deploy specs are checked against it.
+pub const KNOWN_VARS: &[&str] = &[
+    "K_SERVICE",
+    "PORT",
+    "FUNNELFLOW_HOST",
+    "FUNNELFLOW_METRICS_PORT",
+    "FIRESTORE_EMULATOR_HOST",
+    "GOOGLE_CLOUD_PROJECT",
+    "FUNNELFLOW_STORE",
+    "FIRESTORE_DATABASE",
+    "FUNNELFLOW_STORE_TIMEOUT_MS",
+    "FUNNELFLOW_CACHE_MB",
+    "FUNNELFLOW_AUTH",
+    "FUNNELFLOW_DEV_AUTH_KEY",
+    "FUNNELFLOW_GOOGLE_CERTS_URL",
+    "FUNNELFLOW_DEV_AUTH_PRIVATE_KEY",
+    "FUNNELFLOW_SECRET",
+    "FUNNELFLOW_CORS_ORIGINS",
+    "FUNNELFLOW_RATE_LIMIT",
+    "FUNNELFLOW_EXPORT_RATE_LIMIT",
+    "FUNNELFLOW_ANALYTICS_RETENTION_DAYS",
+    "FUNNELFLOW_TRUST_PROXY",
+    "FUNNELFLOW_LOG_FORMAT",
+    "FUNNELFLOW_MIGRATE_ON_START",
+    "FUNNELFLOW_PUBLIC_URL",
+];
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
     /// Bind address (`0.0.0.0` for containers; tests bind loopback).
     pub host: String,
+    /// When set, `/metrics` is served on this port only (not on `port`, which
+    /// Cloud Run exposes): a sidecar in the same instance scrapes it.
+    pub metrics_port: Option<u16>,
     pub store: StoreKind,
     pub project_id: String,
     pub emulator_host: Option<String>,
@@ -140,7 +171,13 @@ impl Config {
 
     /// Reads configuration through `get` (the environment in production, a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            debug_assert!(
+                KNOWN_VARS.contains(&k),
+                "{k} is read but not listed in KNOWN_VARS"
+            );
+            get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        };
         let err = |m: String| ConfigError(m);
         let on_cloud_run = var("K_SERVICE").is_some();
 
@@ -151,6 +188,22 @@ impl Config {
             None => 8080,
         };
         let host = var("FUNNELFLOW_HOST").unwrap_or_else(|| "0.0.0.0".into());
+        let metrics_port = match var("FUNNELFLOW_METRICS_PORT") {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(mp) if mp != 0 && mp == port => {
+                    return Err(err(format!(
+                        "FUNNELFLOW_METRICS_PORT must differ from PORT ({port}): /metrics would be public"
+                    )));
+                }
+                Ok(mp) => Some(mp),
+                Err(_) => {
+                    return Err(err(format!(
+                        "FUNNELFLOW_METRICS_PORT must be a port number, got {p:?}"
+                    )));
+                }
+            },
+        };
         let emulator_host = var("FIRESTORE_EMULATOR_HOST");
         let gcp_project = var("GOOGLE_CLOUD_PROJECT");
         let store = match var("FUNNELFLOW_STORE").as_deref() {
@@ -310,6 +363,7 @@ impl Config {
         Ok(Self {
             port,
             host,
+            metrics_port,
             store,
             project_id,
             emulator_host,
@@ -355,6 +409,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    /// `KNOWN_VARS` is exactly what is read: nothing missing (the debug
+    /// assertion), nothing stale (every listed name is asked for by one of
+    /// the two auth modes' configurations).
+    #[test]
+    fn known_vars_are_the_vars_read() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        for auth in ["dev", "firebase"] {
+            Config::from_lookup(|k| {
+                asked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k.to_owned());
+                match k {
+                    "FUNNELFLOW_AUTH" => Some(auth.to_owned()),
+                    "FUNNELFLOW_SECRET" => Some("x".repeat(40)),
+                    _ => None,
+                }
+            })
+            .map_err(|e| e.0)
+            .ok();
+        }
+        let asked = asked.into_inner().unwrap_or_default();
+        let known: std::collections::BTreeSet<String> = KNOWN_VARS.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(asked, known);
+    }
+
+    #[test]
+    fn metrics_port_must_not_be_the_public_one() {
+        assert!(cfg(&[("PORT", "8080"), ("FUNNELFLOW_METRICS_PORT", "8080")]).is_err());
+        assert!(cfg(&[("FUNNELFLOW_METRICS_PORT", "x")]).is_err());
+        let c = cfg(&[("PORT", "8080"), ("FUNNELFLOW_METRICS_PORT", "9090")]).map_err(|e| e.0);
+        assert_eq!(c.map(|c| c.metrics_port), Ok(Some(9090)));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

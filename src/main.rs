@@ -28,13 +28,28 @@ async fn main() -> ExitCode {
         Command::Admin {
             action: AdminAction::GrantAdmin { uid },
         } => commands::grant_admin(&config, &uid).await,
+        Command::Seed {
+            users,
+            analyses_per_user,
+            seed,
+            yes_this_is_production,
+        } => commands::seed(&config, users, analyses_per_user, seed, yes_this_is_production).await,
+        Command::Backup { out, timestamped } => commands::backup(&config, &out, timestamped).await,
+        Command::Restore {
+            from,
+            force,
+            progress,
+        } => commands::restore(&config, &from, force, progress).await,
+        Command::Purge { dry_run } => commands::purge(&config, dry_run).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("funnelflow: {e:#}");
-            ExitCode::FAILURE
+            // Refusals an operator must act on have exit codes of their own.
+            e.downcast_ref::<funnelflow::ops::Refused>()
+                .map_or(ExitCode::FAILURE, |r| ExitCode::from(r.exit_code()))
         }
     }
 }

@@ -40,6 +40,8 @@ const SHUTDOWN_GRACE_SECS: u64 = 8;
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` alone, on `FUNNELFLOW_METRICS_PORT`, when configured.
+    metrics: Option<(u16, Server)>,
     state: AppState,
 }
 
@@ -83,10 +85,19 @@ impl Application {
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let cors_origins = config.cors_origins.clone();
+        let metrics = match config.metrics_port {
+            Some(mp) => Some(metrics_server(&config.host, mp, data.clone())?),
+            None => None,
+        };
+        let metrics_elsewhere = metrics.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .configure(http::configure)
+                .wrap(actix_web::middleware::Condition::new(
+                    metrics_elsewhere,
+                    from_fn(hide_metrics),
+                ))
                 .wrap(from_fn(http::deadline::middleware))
                 .wrap(http::problems::error_handlers())
                 .wrap(cors(&cors_origins))
@@ -96,12 +107,27 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .run();
-        tracing::info!(port, store = state.store.kind(), "funnelflow listening");
-        Ok(Self { port, server, state })
+        tracing::info!(
+            port,
+            metrics_port = metrics.as_ref().map(|m| m.0),
+            store = state.store.kind(),
+            "funnelflow listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            metrics,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on when it is not the API's.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|m| m.0)
     }
 
     pub fn state(&self) -> &AppState {
@@ -110,8 +136,46 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let handle = metrics.handle();
+        let metrics = tokio::spawn(metrics);
+        let served = self.server.await;
+        handle.stop(true).await;
+        let _ = metrics.await;
+        served
     }
+}
+
+/// A second listener serving only `/metrics`: Cloud Run routes requests to
+/// `PORT` alone, so this one is reachable from inside the instance (a
+/// Prometheus sidecar) and never from the internet.
+fn metrics_server(host: &str, port: u16, data: web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind((host, port))
+        .with_context(|| format!("cannot listen on {host}:{port} (FUNNELFLOW_METRICS_PORT)"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(http::health::metrics))
+    })
+    .workers(1)
+    .listen(listener)?
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .run();
+    Ok((port, server))
+}
+
+/// With a metrics port, `/metrics` on the public port is not found.
+async fn hide_metrics(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.path() == "/metrics" {
+        return Err(crate::error::AppError::NotFound.into());
+    }
+    next.call(req).await
 }
 
 /// The configured store, bounded by the request deadline and wrapped with

@@ -12,6 +12,7 @@ pub mod pagination;
 pub mod persona_counter;
 pub mod personas;
 pub mod queries;
+pub mod retention;
 pub mod trends;
 pub mod user_locks;
 pub mod users;

@@ -160,6 +160,9 @@ impl Store for Deadlined {
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
         bounded("descendants", self.budget, self.inner.descendants(parent)).await
     }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        bounded("scan", self.budget, self.inner.scan(after, limit)).await
+    }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let inner = bounded("begin_transaction", self.budget, self.inner.begin()).await?;
         Ok(Box::new(DeadlinedTx {
@@ -248,6 +251,9 @@ mod tests {
             pending().await
         }
         async fn descendants(&self, _: &DocPath) -> StoreResult<Vec<DocPath>> {
+            pending().await
+        }
+        async fn scan(&self, _: Option<&DocPath>, _: u32) -> StoreResult<Vec<Doc>> {
             pending().await
         }
         async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {

@@ -436,6 +436,19 @@ impl Store for EmbeddedStore {
         Ok(paths)
     }
 
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        let state = self.read();
+        let mut docs: Vec<&Doc> = state
+            .collections
+            .values()
+            .flat_map(|docs| docs.values())
+            .filter(|d| after.is_none_or(|a| cmp_paths(d.path.as_str(), a.as_str()).is_gt()))
+            .collect();
+        docs.sort_by(|a, b| cmp_paths(a.path.as_str(), b.path.as_str()));
+        docs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(docs.into_iter().cloned().collect())
+    }
+
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         Ok(Box::new(EmbeddedTransaction {
             store: self.clone(),

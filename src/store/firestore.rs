@@ -532,6 +532,35 @@ impl Store for FirestoreStore {
         }
     }
 
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        // A kindless all-descendants query from the documents root: every
+        // document of the database, including those under missing parents.
+        let mut select = self
+            .db
+            .fluent()
+            .select()
+            .from("")
+            .parent(self.db.get_documents_path().clone())
+            .all_descendants()
+            .order(|_| {
+                vec![FirestoreQueryOrder::new(
+                    "__name__".into(),
+                    FirestoreQueryDirection::Ascending,
+                )]
+            })
+            .limit(limit);
+        if let Some(last) = after {
+            select = select.start_at(FirestoreQueryCursor::AfterValue(vec![self.reference(last)]));
+        }
+        select
+            .query()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|d| self.to_doc(d))
+            .collect()
+    }
+
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let data = FirestoreTransaction::new(&self.db, FirestoreTransactionOptions::new())
             .await

@@ -56,6 +56,9 @@ impl Store for Instrumented {
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
         self.timed("descendants", self.inner.descendants(parent)).await
     }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        self.timed("scan", self.inner.scan(after, limit)).await
+    }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.timed("begin_transaction", self.inner.begin()).await
     }

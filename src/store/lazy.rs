@@ -140,6 +140,9 @@ impl Store for LazyFirestore {
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
         self.store().await?.descendants(parent).await
     }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        self.store().await?.scan(after, limit).await
+    }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.store().await?.begin().await
     }

@@ -333,6 +333,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every document anywhere below `parent` (any depth, any collection, known
     /// or not, even under missing parents), `parent` itself excluded.
     async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>>;
+    /// A page of every document in the database (any collection, any depth,
+    /// under missing parents too), whole, in document-path order (segment by
+    /// segment, as Firestore orders `__name__`), after `after`: a complete,
+    /// resumable scan for backups.
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>>;
     /// Starts a read-write transaction. Prefer [`run_transaction`].
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>>;
 }

@@ -243,7 +243,7 @@ impl Drop for Running {
 /// Google's certificate endpoint stood in for by a local server publishing one
 /// certificate under a key id dev tokens do not carry: in `firebase` mode a dev
 /// token is then refused with 401.
-fn google_certs_stand_in() -> String {
+pub fn google_certs_stand_in() -> String {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let cert = include_str!("../../emulator/dev-keys/dev-auth-cert.pem");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

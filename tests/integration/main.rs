@@ -15,9 +15,14 @@ mod api_store_errors;
 mod api_trends;
 mod app;
 mod binary;
+mod deploy;
 mod indexes;
 mod migrations;
 mod openapi;
+mod ops_backup;
+mod ops_cli;
+mod ops_purge;
+mod ops_restore;
 mod readiness;
 #[macro_use]
 mod store_contract;

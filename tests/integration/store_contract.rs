@@ -47,6 +47,7 @@ contract! {
     transaction_counter: embedded_transaction_counter, firestore_transaction_counter;
     transaction_retries_on_change: embedded_transaction_retries_on_change, firestore_transaction_retries_on_change;
     ping: embedded_ping, firestore_ping;
+    scan_every_document: embedded_scan_every_document, firestore_scan_every_document;
 }
 
 fn fields(j: serde_json::Value) -> Fields {
@@ -862,4 +863,60 @@ async fn embedded_transaction_aborts_when_a_query_result_changed() {
     )])
     .await
     .unwrap();
+}
+
+/// The backup's read: every document of the database, whole, in path order
+/// (segment by segment), in pages, including under missing parents and in
+/// collections nobody declared.
+async fn scan_every_document(store: Arc<dyn Store>) {
+    assert!(store.scan(None, 10).await.unwrap().is_empty());
+    let mut expected = vec![
+        "a/b",
+        "a/b/c/d",
+        "a/b/c/d/e/f",
+        "a-x/c",
+        "missing/parent/sub/x",
+        "users/u1",
+        "users/u1/analyses/a1",
+        "users/u1/analyses/a2",
+        "users/u2/deep/d/deeper/e",
+        "z/1",
+        "z/2",
+    ];
+    let writes = expected
+        .iter()
+        .map(|p| Write::set(path(p), fields(json!({"p": p, "n": {"k": [1, 2.5]}}))))
+        .collect();
+    store.commit(writes).await.unwrap();
+    // More than a page of documents in one collection.
+    let bulk: Vec<String> = (0..25).map(|i| format!("users/u1/bulk/{i:03}")).collect();
+    store
+        .commit(
+            bulk.iter()
+                .map(|p| Write::set(path(p), fields(json!({"p": p}))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    expected.extend(bulk.iter().map(String::as_str));
+    expected.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+
+    let mut seen: Vec<Doc> = Vec::new();
+    loop {
+        let page = store.scan(seen.last().map(|d| &d.path), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let done = page.len() < 7;
+        seen.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paths(&seen), expected);
+    let one = seen.iter().find(|d| d.path.as_str() == "a/b/c/d").unwrap();
+    assert_eq!(one.fields, fields(json!({"p": "a/b/c/d", "n": {"k": [1, 2.5]}})));
+    assert_eq!(one.create_time, one.update_time);
+    assert_eq!(store.get(&one.path).await.unwrap().as_ref(), Some(one));
+    // A cursor on a document that no longer exists still continues after it.
+    let rest = store.scan(Some(&path("m/zzz")), 100).await.unwrap();
+    assert_eq!(paths(&rest).first(), Some(&"missing/parent/sub/x"));
 }
