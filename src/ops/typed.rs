@@ -315,6 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn doubles_round_trip_bit_for_bit_through_the_text() {
+        // Sums of decimals (a trend counter's `confidenceSum`) need the last digit:
+        // serde_json parses them exactly only with `float_roundtrip`.
+        let root = Root::new("a", "(default)");
+        for f in [3.8200000000000003, 0.1 + 0.2, 1e-308, f64::MAX, -0.0, 5e-324] {
+            let text = serde_json::to_string(&encode(&value::double(f), &root)).unwrap();
+            let back = decode(&serde_json::from_str(&text).unwrap(), &root).unwrap();
+            assert_eq!(
+                value::as_f64(&back).map(f64::to_bits),
+                Some(f.to_bits()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn refuses_malformed_values() {
         let root = Root::new("a", "(default)");
         for bad in [
