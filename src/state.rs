@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
+use crate::auth::api_key::SecretHasher;
 use crate::config::Config;
+use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
+use crate::domain::api_keys::ApiKeys;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
 use crate::domain::users::Users;
@@ -21,6 +24,8 @@ pub struct AppState {
     pub users: Users,
     pub analyses: Analyses,
     pub personas: Personas,
+    pub api_keys: ApiKeys,
+    pub admin: AdminService,
     pub rate_limiter: RateLimiter,
 }
 
@@ -34,7 +39,10 @@ impl AppState {
         let cursors = CursorCodec::new(config.secret.expose())?;
         let users = Users::new(store.clone(), metrics.clone());
         let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone());
+        let hasher = SecretHasher::new(config.secret.expose())?;
         Ok(Self {
+            api_keys: ApiKeys::new(store.clone(), cursors.clone(), hasher, metrics.clone()),
+            admin: AdminService::new(store.clone(), cursors.clone(), users.clone()),
             analyses: Analyses::new(
                 store.clone(),
                 cursors,
