@@ -355,6 +355,17 @@ impl ApiKeys {
         Ok(Page { items, next_cursor })
     }
 
+    /// One key of `uid` (another user's is 404).
+    pub async fn get(&self, uid: &str, key_id: &str) -> AppResult<Versioned<ApiKey>> {
+        let path = Self::key_path(uid, key_id).map_err(|_| AppError::NotFound)?;
+        let doc = self.store.get(&path).await?.ok_or(AppError::NotFound)?;
+        let k: StoredKey = doc.decode()?;
+        Ok(Versioned {
+            item: k.view(value::now()),
+            version: doc.update_time,
+        })
+    }
+
     /// Revokes a key of `uid` (it stays listed, inactive). Another user's key is 404.
     pub async fn revoke(&self, uid: &str, key_id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
         let path = Self::key_path(uid, key_id).map_err(|_| AppError::NotFound)?;

@@ -19,7 +19,9 @@ pub fn resources() -> Vec<routes::Routes> {
         routes::resource("/v1/api-keys")
             .get(IdTokenOnly, list_keys)
             .post(IdTokenOnly, create),
-        routes::resource("/v1/api-keys/{id}").delete(IdTokenOnly, revoke),
+        routes::resource("/v1/api-keys/{id}")
+            .get(IdTokenOnly, get)
+            .delete(IdTokenOnly, revoke),
     ]
 }
 
@@ -108,4 +110,17 @@ pub async fn revoke(
         .revoke(&principal.uid, &id, etag::if_match(&req)?)
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// One of your API keys (never its secret or hash).
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "getApiKey",
+    responses((status = 200, description = "The key", body = ApiKey, headers(("ETag" = String)))),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: IdTokenPrincipal,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let v = state.api_keys.get(&principal.uid, &id).await?;
+    Ok(etag::ok(&v.item, v.version))
 }
