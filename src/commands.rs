@@ -59,7 +59,7 @@ pub async fn grant_admin(config: &Config, uid: &str) -> anyhow::Result<()> {
     let audit = audit::record(
         "cli",
         "user.role.grant_admin",
-        uid,
+        &format!("users/{uid}"),
         "cli",
         serde_json::json!({"role": "admin"}),
     )

@@ -119,10 +119,22 @@ fn users_query(plan: Option<PlanType>) -> Query {
 
 fn audit_query(f: &AuditFilter) -> Query {
     let mut q = Query::collection(None, audit::COLLECTION);
-    for (field, v) in [("actor", &f.actor), ("target", &f.target), ("action", &f.action)] {
+    for (field, v) in [("actor", &f.actor), ("action", &f.action)] {
         if let Some(v) = v {
             q = q.filter(field, Op::Eq, value::string(v.clone()));
         }
+    }
+    // Targets are resource paths (`users/<uid>`, `system/<docId>`); a bare uid names its user.
+    match &f.target {
+        Some(t) if !t.contains('/') => {
+            let both = vec![
+                value::string(t.clone()),
+                value::string(format!("{}/{t}", users::COLLECTION)),
+            ];
+            q = q.filter("target", Op::In, value::array(both));
+        }
+        Some(t) => q = q.filter("target", Op::Eq, value::string(t.clone())),
+        None => {}
     }
     q.order("at", Direction::Desc)
 }
@@ -146,6 +158,13 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
             "admin: audit by target",
             AuditFilter {
                 target: s(),
+                ..Default::default()
+            },
+        ),
+        (
+            "admin: audit by target path",
+            AuditFilter {
+                target: Some("users/x".into()),
                 ..Default::default()
             },
         ),
@@ -294,7 +313,7 @@ impl AdminService {
         let record = audit::record(
             actor,
             "user.subscription.update",
-            uid,
+            &format!("{}/{uid}", users::COLLECTION),
             request_id,
             serde_json::json!({ "fields": mask }),
         )?;
@@ -315,7 +334,7 @@ impl AdminService {
         let record = audit::record(
             actor,
             "user.role.update",
-            uid,
+            &format!("{}/{uid}", users::COLLECTION),
             request_id,
             serde_json::json!({ "fields": ["role"] }),
         )?;

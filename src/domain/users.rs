@@ -514,7 +514,7 @@ impl Users {
             let audit = audit::record(
                 uid,
                 "profile.update",
-                uid,
+                &format!("users/{uid}"),
                 request_id,
                 serde_json::json!({ "fields": mask }),
             )?;

@@ -116,7 +116,7 @@ pub struct AuditParams {
     cursor: Option<String>,
     /// Who acted (a uid, or `cli`); empty means no filter.
     actor: Option<String>,
-    /// What was acted on (a uid, or `system/<docId>`); empty means no filter.
+    /// What was acted on: `users/<uid>` (or just the uid), `system/<docId>`; empty means no filter.
     target: Option<String>,
     /// e.g. `profile.update`, `user.role.update`; empty means no filter.
     action: Option<String>,

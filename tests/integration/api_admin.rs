@@ -376,13 +376,17 @@ async fn audit_records_name_fields_never_values(app: TestApp) {
     assert_eq!(first["target"], "system/flags");
     assert_eq!(first["details"]["fields"], json!(["beta", "motd"]));
     let role = &all["items"][1];
-    assert_eq!(role["target"], "subject");
+    assert_eq!(role["target"], "users/subject");
     assert_eq!(role["details"]["fields"], json!(["role"]));
 
     let by_actor = json_of(app.get("/v1/admin/audit?actor=auditor", &admin).await, 200).await;
     assert_eq!(by_actor["items"].as_array().unwrap().len(), 3);
     let by_target = json_of(app.get("/v1/admin/audit?target=subject", &admin).await, 200).await;
     assert_eq!(by_target["items"].as_array().unwrap().len(), 3);
+    let by_path = json_of(app.get("/v1/admin/audit?target=users/subject", &admin).await, 200).await;
+    assert_eq!(by_path["items"], by_target["items"]);
+    let system = json_of(app.get("/v1/admin/audit?target=system/flags", &admin).await, 200).await;
+    assert_eq!(system["items"].as_array().unwrap().len(), 1);
     let both = json_of(
         app.get(
             "/v1/admin/audit?target=subject&action=user.role.update&actor=auditor",
