@@ -116,15 +116,43 @@ pub struct ApiKey {
     pub prefix: String,
 }
 
-/// The response of a create: the key and, this once, its secret string.
+/// The response of a create: the key and, this once, its secret string
+/// (the fields of [`ApiKey`], spelled out: a flattened struct would make the
+/// document an `allOf` of two closed objects).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
-    #[serde(flatten)]
-    pub api_key: ApiKey,
+    pub key_id: String,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: FirestoreTimestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<FirestoreTimestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<FirestoreTimestamp>,
+    pub is_active: bool,
+    pub prefix: String,
     /// The full key `ffk_<keyId>_<secret><checksum>`, shown once (absent on an idempotent replay).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub key: Option<String>,
+}
+
+impl CreatedKey {
+    pub fn new(k: ApiKey, key: Option<String>) -> Self {
+        Self {
+            key_id: k.key_id,
+            name: k.name,
+            permissions: k.permissions,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
+            is_active: k.is_active,
+            prefix: k.prefix,
+            key,
+        }
+    }
 }
 
 /// The stored document.

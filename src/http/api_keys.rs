@@ -50,15 +50,9 @@ pub async fn create(
         async move {
             let (v, key) = st.api_keys.create(&uid, input).await?;
             let location = format!("/v1/api-keys/{}", v.item.key_id);
-            let mut c = Created::new(
-                StatusCode::CREATED,
-                &CreatedKey {
-                    api_key: v.item.clone(),
-                    key: Some(key),
-                },
-            )?
-            .location(location)
-            .etag(etag::of(v.version));
+            let mut c = Created::new(StatusCode::CREATED, &CreatedKey::new(v.item.clone(), Some(key)))?
+                .location(location)
+                .etag(etag::of(v.version));
             // The secret is never stored, not even in the replayable response.
             c.replay_body = Some(serde_json::to_value(&v.item).map_err(AppError::internal)?);
             Ok(c)
