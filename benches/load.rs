@@ -18,6 +18,11 @@
 //!    shallow pages, cold start and idle RSS of the binary on the embedded store, and prints a
 //!    table of absolute figures, ratios and each quality bar of DESIGN.md with PASS/FAIL.
 //!
+//! 4. a hostile sweep: a free user with 10 analyses of ~195 KiB sends 10,000 requests, each a
+//!    filter combination or trends `days` value never sent before, to the release binary on the
+//!    embedded store; its RSS afterwards must stay under idle + `FUNNELFLOW_CACHE_MB` + a margin.
+//!    `LOAD_BENCH_ONLY=hostile` runs only this scenario.
+//!
 //! Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //! `LOAD_BENCH_SECS` (measured seconds per scenario, default 5) and `LOAD_BENCH_CONC`
 //! (connections, default 32) tune it. The results also go to `target/tmp/load-bench/results.md`.
@@ -135,10 +140,18 @@ fn blocking_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+fn hostile_only() -> bool {
+    std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("hostile")
+}
+
 /// Starts the emulator, runs the benchmark in a child process that sees it, stops it.
 fn supervise() -> Result<ExitCode> {
     let out = out_dir();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if hostile_only() {
+        // The embedded store only: no emulator needed.
+        return run_child();
+    }
     let jar = std::env::var("FIRESTORE_EMULATOR_JAR")
         .ok()
         .filter(|j| !j.is_empty())
@@ -1006,6 +1019,254 @@ async fn cold_start() -> Result<ColdStart> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Hostile sweep: bounded memory whatever filters a client sends
+
+/// Requests of the sweep, each with a filter combination or `days` value never sent before.
+const SWEEP_REQUESTS: u64 = 10_000;
+const SWEEP_CONN: usize = 8;
+/// `FUNNELFLOW_CACHE_MB` of the swept service (the default).
+const SWEEP_CACHE_MB: u64 = 64;
+/// Room above idle RSS + the cache budget for in-flight work: 8 connections each
+/// building a ~2 MB page (document clones, decoded items, the JSON body) and the
+/// allocator's retained free memory.
+const SWEEP_MARGIN_MB: u64 = 64;
+
+struct Sweep {
+    idle_kib: u64,
+    after_kib: u64,
+    peak_kib: u64,
+    secs: f64,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+    response_mib: f64,
+}
+
+impl Sweep {
+    fn ceiling_kib(&self) -> u64 {
+        self.idle_kib + (SWEEP_CACHE_MB + SWEEP_MARGIN_MB) * 1024
+    }
+}
+
+/// An analysis of ~195 KiB (the longest strings and lists the API accepts).
+fn large_analysis(i: usize) -> Value {
+    let long = |c: char, n: usize| std::iter::repeat_n(c, n).collect::<String>();
+    let findings: Vec<Value> = (0..50)
+        .map(|k| {
+            json!({"category": format!("{k} {}", long('c', 90)), "score": 50,
+                   "finding": long('f', 1990), "recommendation": long('r', 1990)})
+        })
+        .collect();
+    json!({
+        "input": {"offerDetails": format!("https://example.com/{i}/{}", long('o', 1900)),
+                  "inputType": "link", "persona": format!("Persona {i}")},
+        "status": "completed",
+        "aiModel": "gpt-x",
+        "version": "1.0",
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "results": {"analysis": findings, "confidence": 0.7, "processingTimeMs": 900,
+                    "sampleCopy": {"headline": long('h', 200), "body": long('b', 4990), "callToAction": long('a', 100)}},
+    })
+}
+
+/// The `i`-th request of the sweep: history with a distinct `since` (full pages of
+/// every analysis at limits 10..100), with distinct `until` × status × persona,
+/// or trends over every `days` value.
+fn sweep_request(i: u64, token: &str) -> Vec<u8> {
+    let base = 1_600_000_000 + i64::try_from(i).unwrap_or(0);
+    let at = |secs: i64| jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let path = match i % 4 {
+        0 | 1 => format!("/v1/analyses?limit={}&since={}", 10 + i % 91, at(base)),
+        2 => format!(
+            "/v1/analyses?limit={}&until={}&status={}&persona=Persona%20{}",
+            1 + i % 100,
+            at(base + 400_000_000),
+            ["completed", "processing", "failed"][(i % 3) as usize],
+            i % 12
+        ),
+        _ => format!("/v1/analyses/trends?days={}", 1 + (i / 4) % 365),
+    };
+    get_request(&path, Some(token))
+}
+
+/// A free user with 10 large analyses sweeps `SWEEP_REQUESTS` distinct filter
+/// combinations and `days` values against the release binary on the embedded
+/// store (the defect's setup: 4,000 distinct `since` grew it to 7.8 GiB). RSS
+/// before (after seeding) and after.
+async fn hostile_sweep() -> Result<Sweep> {
+    let project = "bench-hostile";
+    let tok = token(project, "sweeper")?;
+    let env = [
+        ("FUNNELFLOW_STORE", "embedded".to_owned()),
+        ("FUNNELFLOW_AUTH", "dev".to_owned()),
+        ("GOOGLE_CLOUD_PROJECT", project.to_owned()),
+        ("FUNNELFLOW_RATE_LIMIT", "100000000/1s".to_owned()),
+        ("FUNNELFLOW_CACHE_MB", SWEEP_CACHE_MB.to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let svc = Service::spawn("service (hostile sweep)", &env, "service-hostile.log").await?;
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        http_json(
+            client
+                .post(svc.url("/v1/analyses"))
+                .bearer_auth(&tok)
+                .json(&large_analysis(i)),
+            201,
+        )
+        .await
+        .with_context(|| format!("seeding large analysis {i}"))?;
+    }
+    let page = http_json(
+        client.get(svc.url("/v1/analyses?limit=10")).bearer_auth(&tok),
+        200,
+    )
+    .await?;
+    let page_kib = serde_json::to_vec(&page)?.len() / 1024;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_kib, _) = rss_kib(svc.pid()).ok_or_else(|| anyhow!("no /proc status"))?;
+    eprintln!("load: hostile sweep: 10 analyses seeded (a page of them: {page_kib} KiB); RSS {idle_kib} KiB");
+
+    let next = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..SWEEP_CONN)
+        .map(|_| {
+            let (next, bytes, tok, addr) = (next.clone(), bytes.clone(), tok.clone(), svc.addr);
+            tokio::spawn(async move {
+                let (mut errors, mut first_error) = (0u64, None::<String>);
+                let mut conn: Option<HttpConn> = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= SWEEP_REQUESTS {
+                        break;
+                    }
+                    if conn.is_none() {
+                        conn = HttpConn::connect(addr).await.ok();
+                    }
+                    let Some(c) = conn.as_mut() else {
+                        errors += 1;
+                        continue;
+                    };
+                    let req = sweep_request(i, &tok);
+                    match tokio::time::timeout(REQUEST_TIMEOUT, c.roundtrip(&req)).await {
+                        Ok(Ok(200)) => {
+                            bytes.fetch_add(c.body().len() as u64, Ordering::Relaxed);
+                        }
+                        other => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| match other {
+                                Ok(Ok(status)) => format!(
+                                    "HTTP {status}: {}",
+                                    String::from_utf8_lossy(c.body())
+                                        .chars()
+                                        .take(200)
+                                        .collect::<String>()
+                                ),
+                                Ok(Err(e)) => e.to_string(),
+                                Err(_) => "timed out".into(),
+                            });
+                            conn = None;
+                        }
+                    }
+                }
+                (errors, first_error)
+            })
+        })
+        .collect();
+    let mut peak_kib = 0;
+    let mut errors = 0;
+    let mut first_error = None;
+    let results = {
+        // RSS sampled every 100 ms while the sweep runs.
+        let poll = async {
+            loop {
+                if let Some((rss, _)) = rss_kib(svc.pid()) {
+                    peak_kib = peak_kib.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let all = futures::future::join_all(tasks);
+        tokio::pin!(all);
+        tokio::pin!(poll);
+        tokio::select! {
+            r = &mut all => r,
+            () = &mut poll => unreachable!("the poll loop never ends"),
+        }
+    };
+    for r in results {
+        let (e, f) = r?;
+        errors += e;
+        first_error = first_error.or(f);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after_kib, hwm_kib) = rss_kib(svc.pid()).ok_or_else(|| anyhow!("no /proc status"))?;
+    let out = Sweep {
+        idle_kib,
+        after_kib,
+        peak_kib: peak_kib.max(hwm_kib),
+        secs,
+        requests: SWEEP_REQUESTS,
+        errors,
+        first_error,
+        response_mib: bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+    };
+    eprintln!(
+        "load: hostile sweep: {} requests in {:.1} s ({:.0} MiB of responses), errors {}{}; RSS {} KiB → {} KiB (peak {} KiB; ceiling {} KiB)",
+        out.requests,
+        out.secs,
+        out.response_mib,
+        out.errors,
+        out.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+        out.idle_kib,
+        out.after_kib,
+        out.peak_kib,
+        out.ceiling_kib()
+    );
+    Ok(out)
+}
+
+fn sweep_markdown(s: &Sweep) -> String {
+    let mib = |k: u64| k as f64 / 1024.0;
+    format!(
+        "Hostile sweep (embedded store, free user with 10 analyses of ~195 KiB, {} requests over {SWEEP_CONN} \
+         connections, each a filter combination or `days` value never sent before; {:.1} s, {:.0} MiB of \
+         responses, {} errors): RSS {:.1} MiB after seeding → {:.1} MiB after the sweep (peak {:.1} MiB); \
+         ceiling = idle + FUNNELFLOW_CACHE_MB ({SWEEP_CACHE_MB}) + {SWEEP_MARGIN_MB} MiB in-flight margin = {:.1} MiB.\n",
+        s.requests,
+        s.secs,
+        s.response_mib,
+        s.errors,
+        mib(s.idle_kib),
+        mib(s.after_kib),
+        mib(s.peak_kib),
+        mib(s.ceiling_kib()),
+    )
+}
+
+fn sweep_bar(s: &Sweep) -> Bar {
+    bar(
+        "RSS after 10,000 distinct filters / days values",
+        format!(
+            "{:.1} MiB (peak {:.1}, idle {:.1})",
+            s.after_kib as f64 / 1024.0,
+            s.peak_kib as f64 / 1024.0,
+            s.idle_kib as f64 / 1024.0
+        ),
+        &format!(
+            "< idle + cache + {SWEEP_MARGIN_MB} MiB = {:.0} MiB",
+            s.ceiling_kib() as f64 / 1024.0
+        ),
+        Some(s.errors == 0 && s.after_kib <= s.ceiling_kib() && s.peak_kib <= s.ceiling_kib()),
+    )
+}
+
 /// With `LOAD_BENCH_PERF=1`, a `perf record` of process `pid` for the length of a scenario
 /// (into `target/tmp/load-bench/perf-LABEL.data`). Sampling costs CPU: a profiled run's figures
 /// are for attribution, not for the table.
@@ -1063,6 +1324,23 @@ fn env_num(name: &str, default: u64, min: u64, max: u64) -> u64 {
 }
 
 async fn bench() -> Result<()> {
+    // `LOAD_BENCH_ONLY=hostile`: only the hostile sweep (embedded store).
+    if hostile_only() {
+        let sweep = hostile_sweep().await?;
+        let b = sweep_bar(&sweep);
+        let md = format!(
+            "{}\n| bar | measured | target | verdict |\n|---|---|---|---|\n| {} | {} | {} | {} |\n",
+            sweep_markdown(&sweep),
+            b.name,
+            b.measured,
+            b.target,
+            b.verdict
+        );
+        let path = out_dir().join("results-hostile.md");
+        std::fs::write(&path, &md)?;
+        println!("\n{md}\n(also in {})", path.display());
+        return Ok(());
+    }
     let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
     let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
     let secs = env_num("LOAD_BENCH_SECS", 5, 1, 30);
@@ -1080,6 +1358,7 @@ async fn bench() -> Result<()> {
 
     // (e) first, while the machine is quiet (the emulator idles).
     let cold = cold_start().await?;
+    let sweep = hostile_sweep().await?;
 
     let project = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let tok = token(&project, UID)?;
@@ -1488,6 +1767,7 @@ async fn bench() -> Result<()> {
         svc_rss as f64 / 1024.0,
         svc_hwm as f64 / 1024.0,
     );
+    md.push_str(&sweep_markdown(&sweep));
     let bars = [
         bar(
             "cached GET /v1/me throughput",
@@ -1531,6 +1811,7 @@ async fn bench() -> Result<()> {
             "< 30 MB",
             Some((cold.rss_kib as f64) * 1024.0 < 30e6),
         ),
+        sweep_bar(&sweep),
         bar(
             "GDPR export of 10,000 analyses streams with flat memory",
             "endpoint not implemented".into(),

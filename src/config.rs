@@ -129,6 +129,8 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Public base URL of the API (for share links), e.g. `https://api.funnelflow.app`.
     pub public_url: Option<String>,
+    /// Bytes all in-process caches may hold together (`FUNNELFLOW_CACHE_MB`).
+    pub cache_bytes: u64,
 }
 
 impl Config {
@@ -291,6 +293,20 @@ impl Config {
             }
         };
 
+        let cache_bytes = match var("FUNNELFLOW_CACHE_MB") {
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|mb| (1..=1_048_576).contains(mb))
+                .map(|mb| mb * 1024 * 1024)
+                .ok_or_else(|| {
+                    err(format!(
+                        "FUNNELFLOW_CACHE_MB must be a whole number of MiB between 1 and 1048576, got {v:?}"
+                    ))
+                })?,
+            None => 64 * 1024 * 1024,
+        };
+
         Ok(Self {
             port,
             host,
@@ -312,6 +328,7 @@ impl Config {
             on_cloud_run,
             migrate_on_start,
             public_url,
+            cache_bytes,
         })
     }
 }
@@ -347,6 +364,8 @@ mod tests {
         assert!(matches!(c.auth, AuthMode::Dev { .. }));
         assert!(c.secret_is_default);
         assert_eq!(c.port, 8080);
+        assert_eq!(c.cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(cfg(&[("FUNNELFLOW_CACHE_MB", "8")])?.cache_bytes, 8 << 20);
         assert_eq!(
             c.rate_limit,
             RateSpec {
@@ -488,6 +507,8 @@ mod tests {
             ("FUNNELFLOW_ANALYTICS_RETENTION_DAYS", "-1"),
             ("FUNNELFLOW_DEV_AUTH_KEY", "/nonexistent/key.pem"),
             ("FUNNELFLOW_PUBLIC_URL", "javascript:alert(1)"),
+            ("FUNNELFLOW_CACHE_MB", "0"),
+            ("FUNNELFLOW_CACHE_MB", "64MB"),
         ] {
             assert!(cfg(&[(k, v)]).is_err(), "{k}={v} should be refused");
         }

@@ -7,6 +7,7 @@
 //! cross-cutting modules used by the layers above `store`.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
+use crate::cache;
 use crate::config::RateSpec;
+
+/// Heap bytes of one window (the `Arc<Mutex<Window>>` allocation).
+const WINDOW_BYTES: u64 = 48;
 
 /// The outcome of counting one request.
 #[derive(Debug, Clone)]
@@ -44,13 +48,15 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(policy: &'static str, spec: RateSpec) -> Self {
+    /// Windows are held within `bytes` (the rate-limit share of `FUNNELFLOW_CACHE_MB`).
+    pub fn new(policy: &'static str, spec: RateSpec, bytes: u64) -> Self {
         Self {
             policy,
             spec,
             // Idle principals' windows expire with the window itself.
             windows: Cache::builder()
-                .max_capacity(1_000_000)
+                .max_capacity(bytes)
+                .weigher(|k: &String, _| cache::weight(k.len(), WINDOW_BYTES))
                 .time_to_idle(spec.window.max(Duration::from_secs(1)))
                 .build(),
         }
@@ -109,6 +115,7 @@ mod tests {
                 requests: 2,
                 window: Duration::from_millis(300),
             },
+            1 << 20,
         );
         assert!(rl.check("a").await.allowed);
         let d = rl.check("a").await;

@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::auth::TokenVerifier;
+use crate::cache::{CacheBudget, Share};
 use crate::config::{Config, StoreKind};
 use crate::http;
 use crate::metrics::Metrics;
@@ -61,8 +62,9 @@ impl Application {
                 "FUNNELFLOW_SECRET is not set: using the development secret (never do this in production)"
             );
         }
-        let verifier =
-            TokenVerifier::new(&config.auth, &config.project_id).context("authentication setup")?;
+        let verifier = TokenVerifier::new(&config.auth, &config.project_id)
+            .context("authentication setup")?
+            .with_cache_bytes(CacheBudget::new(config.cache_bytes).bytes(Share::IdTokens));
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store, Arc::new(verifier), metrics)?;
         if config.migrate_on_start {

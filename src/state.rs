@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
 use crate::auth::api_key::SecretHasher;
+use crate::cache::{CacheBudget, Share};
 use crate::config::Config;
 use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
@@ -37,11 +38,18 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let cursors = CursorCodec::new(config.secret.expose())?;
-        let users = Users::new(store.clone(), metrics.clone());
-        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone());
+        let budget = CacheBudget::new(config.cache_bytes);
+        let users = Users::new(store.clone(), metrics.clone(), &budget);
+        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
         let hasher = SecretHasher::new(config.secret.expose())?;
         Ok(Self {
-            api_keys: ApiKeys::new(store.clone(), cursors.clone(), hasher, metrics.clone()),
+            api_keys: ApiKeys::new(
+                store.clone(),
+                cursors.clone(),
+                hasher,
+                metrics.clone(),
+                budget.bytes(Share::ApiKeys),
+            ),
             admin: AdminService::new(store.clone(), cursors.clone(), users.clone()),
             analyses: Analyses::new(
                 store.clone(),
@@ -49,9 +57,10 @@ impl AppState {
                 users.clone(),
                 personas.clone(),
                 metrics.clone(),
+                &budget,
             ),
             personas,
-            rate_limiter: RateLimiter::new("default", config.rate_limit),
+            rate_limiter: RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits)),
             users,
             config,
             store,

@@ -45,8 +45,8 @@ pub const LEEWAY_SECS: i64 = 60;
 pub const EXP_LEEWAY_SECS: i64 = 0;
 /// Longest accepted `sub` (Firebase uids are at most 128 characters).
 pub const MAX_SUB_CHARS: usize = 128;
-/// Capacity of the verified-token cache (entries).
-const TOKEN_CACHE_CAPACITY: u64 = 100_000;
+/// Default bytes of the verified-token cache (see [`TokenVerifier::with_cache_bytes`]).
+const TOKEN_CACHE_BYTES: u64 = 8 << 20;
 
 /// The verified claims of an ID token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +140,16 @@ impl Expiry<[u8; 32], Claims> for UntilExp {
     }
 }
 
+/// Verified tokens by digest, weighed by their claims' size, each until its `exp`.
+fn token_cache(bytes: u64) -> Cache<[u8; 32], Claims> {
+    Cache::builder()
+        .name("id_tokens")
+        .max_capacity(bytes)
+        .weigher(|_: &[u8; 32], c: &Claims| crate::cache::weight(32, crate::cache::json_bytes(c)))
+        .expire_after(UntilExp)
+        .build()
+}
+
 /// Verifies Firebase ID tokens (or dev tokens), caching the verified ones.
 pub struct TokenVerifier {
     project_id: String,
@@ -196,11 +206,7 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.validate_aud = true;
         validation.reject_tokens_expiring_in_less_than = 0;
-        let cache = Cache::builder()
-            .name("id_tokens")
-            .max_capacity(TOKEN_CACHE_CAPACITY)
-            .expire_after(UntilExp)
-            .build();
+        let cache = token_cache(TOKEN_CACHE_BYTES);
         Ok(Self {
             project_id: project_id.to_owned(),
             issuer,
@@ -210,6 +216,13 @@ impl TokenVerifier {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
+    }
+
+    /// Holds the verified-token cache within `bytes` (the token share of
+    /// `FUNNELFLOW_CACHE_MB`) instead of the default capacity.
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache = token_cache(bytes);
+        self
     }
 
     /// Firebase mode: fetches the certificates now (e.g. at startup) so the first

@@ -2,21 +2,22 @@
 //! quota (one transaction with every counter it moves), history with filters
 //! and cursors, completion, deletion, batch reads, trends and share links.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use firestore::FirestoreTimestamp;
 use futures::FutureExt;
-use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use super::freshness::Generations;
+use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
+use super::trends::{self, TrendCounters};
+use super::user_locks::UserLocks;
 use super::users::{self, Profile, Usage};
 use super::versioned::{self, Versioned};
 use super::{clock, personas};
+use crate::cache::{CacheBudget, Share};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -237,24 +238,7 @@ impl HistoryFilter {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DayCount {
-    pub date: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Trends {
-    pub days: u32,
-    pub total: u64,
-    pub by_status: BTreeMap<String, u64>,
-    pub by_persona: BTreeMap<String, u64>,
-    pub by_day: Vec<DayCount>,
-    pub average_confidence: Option<f64>,
-    pub average_processing_time_ms: Option<f64>,
-}
+pub use super::trends::{DayCount, Trends};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -434,7 +418,7 @@ fn unreachable_path() -> DocPath {
 
 // ---- the service ----
 
-/// Caches: first history pages and trends per user (15 min).
+/// Caches: the unfiltered first history page and the trend counters per user (15 min).
 #[derive(Clone)]
 pub struct Analyses {
     store: Arc<dyn Store>,
@@ -442,10 +426,12 @@ pub struct Analyses {
     users: users::Users,
     personas: personas::Personas,
     metrics: Arc<Metrics>,
-    /// First history pages per filter set and limit (15 min).
-    first_pages: FirstPages<String, Analysis>,
-    generations: Generations,
-    trends: Cache<(String, u32, String), Arc<Trends>>,
+    /// The unfiltered first history page per user (filtered pages are never
+    /// cached: filter values cannot multiply entries).
+    first_pages: FirstPages<(), Analysis>,
+    trends: TrendCounters,
+    /// Creates lock the user document (the quota): they take turns per user.
+    turns: UserLocks,
 }
 
 /// Transaction retries are generous, so quota checks stay exact under heavy contention.
@@ -465,30 +451,35 @@ impl Analyses {
         users: users::Users,
         personas: personas::Personas,
         metrics: Arc<Metrics>,
+        budget: &CacheBudget,
     ) -> Self {
-        let ttl = Duration::from_secs(15 * 60);
         Self {
+            trends: TrendCounters::new(store.clone(), metrics.clone(), budget),
             store,
             cursors,
             users,
             personas,
             metrics,
-            generations: Generations::default(),
-            first_pages: FirstPages::new("history_first_page", ttl),
-            trends: Cache::builder()
-                .max_capacity(20_000)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build(),
+            first_pages: FirstPages::new(
+                "history_first_page",
+                Duration::from_secs(15 * 60),
+                &[()],
+                budget.bytes(Share::HistoryPages),
+                budget.bytes(Share::Generations) / 4,
+            ),
+            turns: UserLocks::default(),
         }
     }
 
     /// Drops this instance's cached pages and trends of `uid` (every write calls it before answering).
     pub async fn invalidate(&self, uid: &str) {
         self.first_pages.invalidate(uid).await;
-        self.generations.bump(uid).await;
-        let u = uid.to_owned();
-        let _ = self.trends.invalidate_entries_if(move |k, _| k.0 == u);
+        self.trends.invalidate(uid).await;
+    }
+
+    /// (entries, weighed bytes) of the history-page and trends caches, in that order.
+    pub async fn cache_usage(&self) -> [(u64, u64); 2] {
+        [self.first_pages.usage().await, self.trends.cache_usage().await]
     }
 
     /// An analysis write also moves the user's counters and a persona's usage.
@@ -500,7 +491,13 @@ impl Analyses {
 
     /// Creates an analysis under the plan's monthly quota, in one transaction
     /// with the user's counters and the custom persona's usage.
-    pub async fn create(&self, uid: &str, new: NewAnalysis) -> AppResult<Versioned<Analysis>> {
+    /// `record` adds an idempotent response to the same commit.
+    pub async fn create(
+        &self,
+        uid: &str,
+        new: NewAnalysis,
+        record: Option<Arc<Recorder<Analysis>>>,
+    ) -> AppResult<Versioned<Analysis>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let user_path = users::Users::path(uid)?;
         let path = user_path.child(COLLECTION, &id)?;
@@ -510,6 +507,7 @@ impl Analyses {
         };
         let copies = i64::from(new.results.as_ref().is_some_and(|r| r.sample_copy.is_some()));
         let new = Arc::new(new);
+        let turn = self.turns.lock(uid).await;
         let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (user_path, path, persona_path, new, id) = (
                 user_path.clone(),
@@ -518,7 +516,7 @@ impl Analyses {
                 new.clone(),
                 id.clone(),
             );
-            let uid = uid.to_owned();
+            let (uid, record) = (uid.to_owned(), record.clone());
             async move {
                 let mut reads = vec![user_path.clone()];
                 reads.extend(persona_path.clone());
@@ -546,18 +544,25 @@ impl Analyses {
                     },
                     sharing: Sharing::default(),
                 };
+                let mut fields = store::encode(&analysis)?;
+                let counters = trends::count_new(&user_path, &analysis, &mut fields)?;
                 let mut writes = vec![
-                    Write::create(path, store::encode(&analysis)?),
+                    Write::create(path, fields),
                     usage_write(user_path, &usage, copies, Some(now))?,
+                    counters,
                 ];
                 if let Some(pp) = persona_path {
                     writes.push(personas::usage_write(pp, now));
+                }
+                if let Some(r) = record {
+                    writes.push(r.write(tx, &analysis).await?);
                 }
                 Ok(TxOutcome::new(writes, analysis))
             }
             .boxed()
         })
         .await;
+        drop(turn);
         self.after_write(uid).await;
         let (analysis, committed) = result?;
         versioned::written(analysis, &committed, &path)
@@ -572,14 +577,14 @@ impl Analyses {
         Versioned::decode(&doc)
     }
 
-    /// One page of history, newest first. First pages are cached per filter set.
+    /// One page of history, newest first. Only the unfiltered first page is cached.
     pub async fn list(
         &self,
         uid: &str,
         filter: &HistoryFilter,
         page: &PageRequest,
     ) -> AppResult<Arc<HistoryPage>> {
-        let key = format!("{}|{}", filter.canonical(), page.limit);
+        let key = (*filter == HistoryFilter::default()).then_some(());
         let fetch = async {
             let binding = format!("{uid}|analyses|{}", filter.canonical());
             let q = history_query(&users::Users::path(uid)?, filter);
@@ -617,6 +622,7 @@ impl Analyses {
                 let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
                 versioned::check_version(&if_match, &doc, "analysis")?;
                 let mut a: Analysis = doc.decode()?;
+                let before = a.clone();
                 if a.metadata.status != Status::Processing || c.status == Status::Processing {
                     return Err(AppError::Conflict(format!(
                         "cannot move an analysis from {} to {}: only processing → completed | failed",
@@ -630,7 +636,7 @@ impl Analyses {
                     let user_doc = docs.get(1).cloned().flatten().ok_or(AppError::NotFound)?;
                     let profile: Profile = user_doc.decode()?;
                     let usage = check_quota(&profile, now, 0, copies)?;
-                    writes.push(usage_write(user_path, &usage, copies, None)?);
+                    writes.push(usage_write(user_path.clone(), &usage, copies, None)?);
                 }
                 a.metadata.status = c.status;
                 a.metadata.updated_at = FirestoreTimestamp(now);
@@ -644,6 +650,7 @@ impl Analyses {
                     "metadata.updatedAt".into(),
                     "results".into(),
                 ];
+                writes.extend(trends::count_transition(&user_path, &doc, &before, &a)?);
                 writes.push(
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
                 );
@@ -657,10 +664,25 @@ impl Analyses {
         versioned::written(a, &committed, &path)
     }
 
-    /// Deletes an analysis (and so its share link). Missing: 404.
+    /// Deletes an analysis (and so its share link), uncounting it from the
+    /// trends in the same transaction. Missing: 404.
     pub async fn delete(&self, uid: &str, id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
-        let result =
-            versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "analysis").await;
+        let path = path_or_404(uid, id)?;
+        let user_path = users::Users::path(uid)?;
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (path, user_path, if_match) = (path.clone(), user_path.clone(), if_match.clone());
+            async move {
+                let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
+                versioned::check_version(&if_match, &doc, "analysis")?;
+                let a: Analysis = doc.decode()?;
+                let mut writes =
+                    vec![Write::delete(path).precondition(Precondition::UpdateTime(doc.update_time))];
+                writes.extend(trends::count_removal(&user_path, &doc, &a)?);
+                Ok::<_, AppError>(TxOutcome::new(writes, ()))
+            }
+            .boxed()
+        })
+        .await;
         self.invalidate(uid).await;
         result
     }
@@ -683,79 +705,9 @@ impl Analyses {
         Ok(BatchResult { items, missing })
     }
 
-    /// Counts over the last `days` UTC days (today included), cached 15 min.
+    /// Counts over the last `days` UTC days (today included), from the per-day counters.
     pub async fn trends(&self, uid: &str, days: u32) -> AppResult<Arc<Trends>> {
-        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-        let key = (uid.to_owned(), days, today.to_string());
-        if let Some(t) = self.trends.get(&key).await {
-            self.metrics.cache_hit("trends");
-            return Ok(t);
-        }
-        self.metrics.cache_miss("trends");
-        let generation = self.generations.current(uid).await;
-        let first_day = today
-            .checked_sub(jiff::Span::new().days(i64::from(days) - 1))
-            .map_err(AppError::internal)?;
-        let since = first_day
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .map_err(AppError::internal)?
-            .timestamp();
-        let q = history_query(
-            &users::Users::path(uid)?,
-            &HistoryFilter {
-                since: Some(since),
-                ..Default::default()
-            },
-        );
-        let docs = self.store.query(&q).await?;
-        let mut t = Trends {
-            days,
-            total: 0,
-            by_status: BTreeMap::new(),
-            by_persona: BTreeMap::new(),
-            by_day: Vec::new(),
-            average_confidence: None,
-            average_processing_time_ms: None,
-        };
-        let mut per_day: HashMap<String, u64> = HashMap::new();
-        let (mut conf, mut time, mut with_results) = (0.0, 0.0, 0u64);
-        for d in &docs {
-            let a: Analysis = d.decode()?;
-            t.total += 1;
-            *t.by_status.entry(a.metadata.status.as_str().into()).or_default() += 1;
-            *t.by_persona.entry(a.input.persona.clone()).or_default() += 1;
-            let day = a
-                .metadata
-                .created_at
-                .0
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .date()
-                .to_string();
-            *per_day.entry(day).or_default() += 1;
-            if let Some(r) = &a.results {
-                conf += r.confidence;
-                time += r.processing_time_ms;
-                with_results += 1;
-            }
-        }
-        if with_results > 0 {
-            t.average_confidence = Some(conf / with_results as f64);
-            t.average_processing_time_ms = Some(time / with_results as f64);
-        }
-        let mut day = first_day;
-        for _ in 0..days {
-            let date = day.to_string();
-            t.by_day.push(DayCount {
-                count: per_day.get(&date).copied().unwrap_or(0),
-                date,
-            });
-            day = day.tomorrow().map_err(AppError::internal)?;
-        }
-        let t = Arc::new(t);
-        self.generations
-            .insert_if_fresh(uid, generation, &self.trends, key, t.clone())
-            .await;
-        Ok(t)
+        self.trends.trends(uid, days).await
     }
 
     /// Makes an analysis public; sharing again returns the same token.

@@ -32,11 +32,13 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::user_locks::UserLocks;
 use super::users;
 use super::versioned::{self, Versioned};
 use crate::auth::api_key::{self, ParsedKey, SecretHasher};
+use crate::cache;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -119,7 +121,7 @@ pub struct ApiKey {
 /// The response of a create: the key and, this once, its secret string
 /// (the fields of [`ApiKey`], spelled out: a flattened struct would make the
 /// document an `allOf` of two closed objects).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     pub key_id: String,
@@ -134,12 +136,29 @@ pub struct CreatedKey {
     pub is_active: bool,
     pub prefix: String,
     /// The full key `ffk_<keyId>_<secret><checksum>`, shown once (absent on an idempotent replay).
+    #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub key: Option<String>,
 }
 
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CreatedKey {
+    /// This key without its secret string (what a replay answers).
+    pub fn without_secret(&self) -> Self {
+        Self {
+            key: None,
+            ..self.clone()
+        }
+    }
+
     pub fn new(k: ApiKey, key: Option<String>) -> Self {
         Self {
             key_id: k.key_id,
@@ -267,11 +286,14 @@ fn unauthenticated() -> AppError {
 }
 
 impl ApiKeys {
+    /// `cache_bytes`: this service's share of `FUNNELFLOW_CACHE_MB` (lookups get
+    /// most of it; the `lastUsedAt` throttle holds only ids).
     pub fn new(
         store: Arc<dyn Store>,
         cursors: CursorCodec,
         hasher: SecretHasher,
         metrics: Arc<Metrics>,
+        cache_bytes: u64,
     ) -> Self {
         Self {
             store,
@@ -280,12 +302,19 @@ impl ApiKeys {
             metrics,
             lookups: Cache::builder()
                 .name("api_keys")
-                .max_capacity(100_000)
+                .max_capacity(cache_bytes / 4 * 3)
+                .weigher(|k: &String, v: &Option<Arc<KeyRecord>>| {
+                    let record = v.as_ref().map_or(0, |r| {
+                        r.uid.len() + r.secret_hash.len() + r.permissions.len() * 16 + 32
+                    });
+                    cache::weight(k.len(), record as u64)
+                })
                 .time_to_live(LOOKUP_TTL)
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
             touched: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(cache_bytes / 4)
+                .weigher(|k: &String, _: &()| cache::weight(k.len(), 0))
                 .time_to_live(LAST_USED_INTERVAL)
                 .build(),
             turns: UserLocks::default(),
@@ -300,8 +329,14 @@ impl ApiKeys {
         Ok(users::Users::path(uid)?.child(COUNTER_COLLECTION, COUNTER_DOC)?)
     }
 
-    /// Creates a key; returns it with its one-time key string.
-    pub async fn create(&self, uid: &str, new: NewApiKey) -> AppResult<(Versioned<ApiKey>, String)> {
+    /// Creates a key; returns it with its one-time key string. `record` adds an
+    /// idempotent response to the same commit (its replay body holds no secret).
+    pub async fn create(
+        &self,
+        uid: &str,
+        new: NewApiKey,
+        record: Option<Arc<Recorder<CreatedKey>>>,
+    ) -> AppResult<Versioned<CreatedKey>> {
         let expires_at = new
             .expires_at
             .as_deref()
@@ -314,6 +349,7 @@ impl ApiKeys {
         permissions.sort();
         permissions.dedup();
         let generated = api_key::generate();
+        // The counter and the key are written together; no query in the transaction.
         let key_id = generated.key_id.clone();
         let path = Self::key_path(uid, &key_id)?;
         let counter = Self::counter_path(uid)?;
@@ -331,9 +367,11 @@ impl ApiKeys {
             secret_hash: self.hasher.hash(&key_id, &generated.secret),
         });
         // Creates of one user queue here instead of fighting over the counter's lock.
+        let created = Arc::new(CreatedKey::new(stored.view(value::now()), Some(generated.full)));
         let _turn = self.turns.lock(uid).await;
         let (_, committed) = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, counter, stored) = (path.clone(), counter.clone(), stored.clone());
+            let (created, record) = (created.clone(), record.clone());
             async move {
                 let now = value::now();
                 let mut active = match tx.get(&counter).await? {
@@ -349,10 +387,13 @@ impl ApiKeys {
                     )]));
                 }
                 active.insert(stored.key_id.clone(), stored.expires_at.map(|e| e.0));
-                let writes = vec![
+                let mut writes = vec![
                     Write::set(counter, counter_fields(&active)),
                     Write::create(path, store::encode(&*stored)?),
                 ];
+                if let Some(r) = record {
+                    writes.push(r.write(tx, &created).await?);
+                }
                 Ok::<_, AppError>(TxOutcome::new(writes, ()))
             }
             .boxed()
@@ -360,8 +401,7 @@ impl ApiKeys {
         .await?;
         // A lookup of this id before it existed may have been cached as unknown.
         self.lookups.invalidate(&key_id).await;
-        let v = versioned::written(stored.view(value::now()), &committed, &path)?;
-        Ok((v, generated.full))
+        versioned::written(Arc::unwrap_or_clone(created), &committed, &path)
     }
 
     /// The caller's keys, newest first.

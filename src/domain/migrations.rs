@@ -2,9 +2,11 @@
 //! transaction that also records it, so concurrent instances apply it once.
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::personas::TEMPLATES_DOC;
+use super::trends;
 use crate::error::AppResult;
 use crate::store::{self, DocPath, Fields, Store, TxOutcome, Write, value};
 
@@ -15,15 +17,37 @@ pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     writes: fn() -> AppResult<Vec<Write>>,
+    /// Data work too large for one transaction, run before the version is
+    /// recorded. It must be idempotent and safe alongside live writers and
+    /// other instances running it (all may, until one records the version).
+    backfill: Option<Backfill>,
 }
+
+type Backfill = for<'a> fn(&'a dyn Store) -> BoxFuture<'a, AppResult<()>>;
 
 /// Every migration, in order. Append only; never edit one that has shipped.
 pub fn all() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "persona templates and default system config",
-        writes: initial_system_docs,
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "persona templates and default system config",
+            writes: initial_system_docs,
+            backfill: None,
+        },
+        Migration {
+            version: 2,
+            name: "trend counters of existing analyses",
+            writes: || Ok(Vec::new()),
+            backfill: Some(|store| {
+                async move {
+                    let n = trends::backfill(store).await?;
+                    tracing::info!(analyses = n, "trend counters backfilled");
+                    Ok(())
+                }
+                .boxed()
+            }),
+        },
+    ]
 }
 
 /// Applies every pending migration; returns the versions applied now.
@@ -31,6 +55,11 @@ pub async fn run(store: &dyn Store) -> AppResult<Vec<i64>> {
     let schema = DocPath::root(SYSTEM, SCHEMA_DOC)?;
     let mut applied_now = Vec::new();
     for m in all() {
+        if let Some(backfill) = m.backfill
+            && !applied_versions(store.get(&schema).await?.as_ref()).contains(&m.version)
+        {
+            backfill(store).await?;
+        }
         let writes = (m.writes)()?;
         let applied = store::run_transaction(store, |tx| {
             let (schema, writes) = (schema.clone(), writes.clone());

@@ -15,11 +15,11 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
 use serde::de::DeserializeOwned;
 
-use super::freshness::Generations;
+use super::freshness::UserCache;
 use super::versioned::Versioned;
+use crate::cache;
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::value::ValueType;
@@ -208,65 +208,91 @@ fn from_wire(w: WireValue) -> Value {
 }
 
 /// First pages of each user's lists, cached per instance (deeper pages always
-/// read the store: a cursor already says where they start). A fill never
-/// outlives an invalidation that raced it.
-#[derive(Clone)]
+/// read the store: a cursor already says where they start). One entry per user
+/// and list key, whatever the `limit`: a page cached for another limit is a miss
+/// and is replaced. A fill never outlives an invalidation that raced it.
 pub struct FirstPages<K, T> {
-    /// The cache's name in metrics.
-    name: &'static str,
-    cache: Cache<(String, K), Arc<Page<Versioned<T>>>>,
-    generations: Generations,
+    cache: UserCache<K, FirstPage<T>>,
+}
+
+impl<K: Clone, T> Clone for FirstPages<K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+pub struct FirstPage<T> {
+    limit: u32,
+    page: Arc<Page<Versioned<T>>>,
+    /// Weighed once, at the fill.
+    bytes: u64,
 }
 
 impl<K, T> FirstPages<K, T>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    T: Send + Sync + 'static,
+    T: Serialize + Send + Sync + 'static,
 {
-    pub fn new(name: &'static str, ttl: Duration) -> Self {
+    /// `keys`: every list key a user has (e.g. the sorts); `bytes`: the budget of
+    /// the pages, `generation_bytes` that of the per-user generations.
+    pub fn new(name: &'static str, ttl: Duration, keys: &[K], bytes: u64, generation_bytes: u64) -> Self {
         Self {
-            name,
-            cache: Cache::builder()
-                .max_capacity(20_000)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build(),
-            generations: Generations::default(),
+            cache: UserCache::new(name, ttl, bytes, generation_bytes, keys, |p: &FirstPage<T>| {
+                p.bytes
+            }),
         }
     }
 
     /// Drops `uid`'s cached pages on this instance.
     pub async fn invalidate(&self, uid: &str) {
-        self.generations.bump(uid).await;
-        let u = uid.to_owned();
-        let _ = self.cache.invalidate_entries_if(move |k, _| k.0 == u);
+        self.cache.invalidate(uid).await;
     }
 
-    /// The page from the cache when it is a first page, else from `fetch`.
+    /// The page from the cache when it is a first page of a cached list (`key`
+    /// is `None` for lists never cached, e.g. filtered ones), else from `fetch`.
     pub async fn get_or_fetch(
         &self,
         uid: &str,
-        key: K,
+        key: Option<K>,
         page: &PageRequest,
         metrics: &Metrics,
         fetch: impl Future<Output = AppResult<Page<Versioned<T>>>>,
     ) -> AppResult<Arc<Page<Versioned<T>>>> {
-        if !page.is_first() {
+        let Some(key) = key.filter(|_| page.is_first()) else {
             return Ok(Arc::new(fetch.await?));
+        };
+        if let Some(p) = self.cache.get(uid, &key, metrics).await
+            && p.limit == page.limit
+        {
+            return Ok(p.page.clone());
         }
-        let key = (uid.to_owned(), key);
-        if let Some(p) = self.cache.get(&key).await {
-            metrics.cache_hit(self.name);
-            return Ok(p);
-        }
-        metrics.cache_miss(self.name);
-        let generation = self.generations.current(uid).await;
+        let generation = self.cache.generation(uid).await;
         let out = Arc::new(fetch.await?);
-        self.generations
-            .insert_if_fresh(uid, generation, &self.cache, key, out.clone())
-            .await;
+        let bytes = page_bytes(&out);
+        let entry = FirstPage {
+            limit: page.limit,
+            page: out.clone(),
+            bytes,
+        };
+        self.cache.insert(uid, generation, key, Arc::new(entry)).await;
         Ok(out)
     }
+
+    /// (entries, weighed bytes) of the cached pages.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.cache.usage().await
+    }
+}
+
+/// Approximate heap bytes of a page: its items' JSON size and the cursor.
+fn page_bytes<T: Serialize>(page: &Page<Versioned<T>>) -> u64 {
+    page.items
+        .iter()
+        .map(|v| cache::json_bytes(&v.item) + 16)
+        .sum::<u64>()
+        + page.next_cursor.as_ref().map_or(0, |c| c.len() as u64)
 }
 
 /// Decodes a page of documents.

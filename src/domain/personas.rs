@@ -1,6 +1,7 @@
 //! Personas (`users/{uid}/personas/{id}`): at most 100 per user, at most one
 //! default (switching it is one transaction), usage counters moved by analyses,
-//! lists sorted by recency or use, and the built-in templates.
+//! lists sorted by recency or use, and the built-in templates. The count and the
+//! default are kept in the user's persona counter (`persona_counter`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +11,16 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
+use super::persona_counter;
+use super::user_locks::UserLocks;
 use super::users;
 use super::versioned::{self, Versioned};
+use crate::cache::{CacheBudget, Share};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::metrics::Metrics;
-use crate::store::{
-    self, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, TxOutcome, Write, value,
-};
+use crate::store::{self, Direction, DocPath, Fields, Precondition, Query, Store, TxOutcome, Write, value};
 
 pub const COLLECTION: &str = "personas";
 pub const MAX_PER_USER: usize = 100;
@@ -242,10 +245,6 @@ fn list_query(user: &DocPath, sort: Sort) -> Query {
     }
 }
 
-fn defaults_query(user: &DocPath) -> Query {
-    Query::collection(Some(user), COLLECTION).filter("metadata.isDefault", Op::Eq, value::boolean(true))
-}
-
 pub fn query_shapes() -> Vec<(&'static str, Query)> {
     let Ok(u) = DocPath::root(users::COLLECTION, "example") else {
         return Vec::new();
@@ -253,29 +252,32 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
     vec![
         ("personas: recent", list_query(&u, Sort::Recent)),
         ("personas: most used", list_query(&u, Sort::MostUsed)),
-        ("personas: current default", defaults_query(&u)),
         (
-            "personas: all (cap check)",
+            "personas: all (first count of the counter)",
             Query::collection(Some(&u), COLLECTION),
         ),
     ]
 }
 
-/// Writes clearing `isDefault` on every other default persona among `docs`.
-fn clear_defaults(docs: &[Doc], keep: &DocPath, now: jiff::Timestamp) -> Vec<Write> {
-    docs.iter()
-        .filter(|d| d.path != *keep && d.field("metadata.isDefault") == Some(&value::boolean(true)))
-        .map(|d| {
-            let mut fields = Fields::new();
-            value::set_path(&mut fields, "metadata.isDefault", value::boolean(false));
-            value::set_path(&mut fields, "metadata.updatedAt", value::timestamp(now));
-            Write::update(
-                d.path.clone(),
-                fields,
-                vec!["metadata.isDefault".into(), "metadata.updatedAt".into()],
-            )
-        })
-        .collect()
+/// Makes `id` the default in `counter`, returning the write that clears the
+/// previous default (read here, so a stale counter entry clears nothing).
+async fn replace_default(
+    tx: &mut dyn store::Transaction,
+    user: &DocPath,
+    counter: &mut persona_counter::Counter,
+    id: &str,
+    now: jiff::Timestamp,
+) -> AppResult<Option<Write>> {
+    let previous = counter.default_id.replace(id.to_owned());
+    let Some(previous) = previous.filter(|p| p != id) else {
+        return Ok(None);
+    };
+    let path = user.child(COLLECTION, &previous)?;
+    let still_default = tx
+        .get(&path)
+        .await?
+        .is_some_and(|d| d.field("metadata.isDefault") == Some(&value::boolean(true)));
+    Ok(still_default.then(|| persona_counter::clear_default(path, now)))
 }
 
 #[derive(Clone)]
@@ -283,19 +285,33 @@ pub struct Personas {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     metrics: Arc<Metrics>,
-    /// First pages per (uid, sort, limit), 30 min.
-    lists: FirstPages<(Sort, u32), Persona>,
+    /// First pages per (uid, sort), 30 min.
+    lists: FirstPages<Sort, Persona>,
+    /// Writes that lock the user's persona counter take turns per user.
+    turns: UserLocks,
 }
 
 pub type PersonaPage = Page<Versioned<Persona>>;
 
 impl Personas {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cursors: CursorCodec,
+        metrics: Arc<Metrics>,
+        budget: &CacheBudget,
+    ) -> Self {
         Self {
             store,
             cursors,
             metrics,
-            lists: FirstPages::new("persona_lists", Duration::from_secs(30 * 60)),
+            lists: FirstPages::new(
+                "persona_lists",
+                Duration::from_secs(30 * 60),
+                &[Sort::Recent, Sort::MostUsed],
+                budget.bytes(Share::PersonaLists),
+                budget.bytes(Share::Generations) / 4,
+            ),
+            turns: UserLocks::default(),
         }
     }
 
@@ -304,33 +320,41 @@ impl Personas {
         self.lists.invalidate(uid).await;
     }
 
-    pub async fn create(&self, uid: &str, new: NewPersona) -> AppResult<Versioned<Persona>> {
+    /// Creates a persona under the cap; `record` adds an idempotent response to the same commit.
+    pub async fn create(
+        &self,
+        uid: &str,
+        new: NewPersona,
+        record: Option<Arc<Recorder<Persona>>>,
+    ) -> AppResult<Versioned<Persona>> {
         let user = users::Users::path(uid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = user.child(COLLECTION, &id)?;
         let new = Arc::new(new);
+        let turn = self.turns.lock(uid).await;
         let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
-            let (user, path, new, id, uid) = (
+            let (user, path, new, id, uid, record) = (
                 user.clone(),
                 path.clone(),
                 new.clone(),
                 id.clone(),
                 uid.to_owned(),
+                record.clone(),
             );
             async move {
-                // Reading every persona (≤ 100) makes the cap exact under concurrency.
-                let existing = tx.query(&Query::collection(Some(&user), COLLECTION)).await?;
-                if existing.len() >= MAX_PER_USER {
+                let now = value::now();
+                // The counter, read (and so locked) here, makes the cap exact under concurrency.
+                let mut counter = persona_counter::read(tx, &user, &path, now).await?;
+                if counter.count >= MAX_PER_USER as i64 {
                     return Err(AppError::Validation(vec![FieldError::new(
                         "",
                         "limit",
                         format!("at most {MAX_PER_USER} personas per user"),
                     )]));
                 }
-                let now = value::now();
                 let is_default = new.is_default.unwrap_or(false);
                 let persona = Persona {
-                    persona_id: id,
+                    persona_id: id.clone(),
                     user_id: uid,
                     name: new.name.clone(),
                     description: new.description.clone(),
@@ -344,14 +368,20 @@ impl Personas {
                     },
                 };
                 let mut writes = vec![Write::create(path.clone(), store::encode(&persona)?)];
+                counter.count += 1;
                 if is_default {
-                    writes.extend(clear_defaults(&existing, &path, now));
+                    writes.extend(replace_default(tx, &user, &mut counter, &id, now).await?);
+                }
+                writes.extend(persona_counter::writes(&user, counter)?);
+                if let Some(r) = record {
+                    writes.push(r.write(tx, &persona).await?);
                 }
                 Ok(TxOutcome::new(writes, persona))
             }
             .boxed()
         })
         .await;
+        drop(turn);
         self.invalidate(uid).await;
         let (persona, committed) = result?;
         versioned::written(persona, &committed, &path)
@@ -374,7 +404,7 @@ impl Personas {
             decode_page(&docs, next)
         };
         self.lists
-            .get_or_fetch(uid, (sort, page.limit), page, &self.metrics, fetch)
+            .get_or_fetch(uid, Some(sort), page, &self.metrics, fetch)
             .await
     }
 
@@ -388,6 +418,11 @@ impl Personas {
         let path = path_or_404(uid, id)?;
         let user = users::Users::path(uid)?;
         let patch = Arc::new(patch);
+        // Only a default switch touches the counter.
+        let turn = match patch.is_default {
+            Some(_) => Some(self.turns.lock(uid).await),
+            None => None,
+        };
         let result = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, user, patch, if_match) = (path.clone(), user.clone(), patch.clone(), if_match.clone());
             async move {
@@ -431,10 +466,14 @@ impl Personas {
                 if let Some(d) = patch.is_default {
                     value::set_path(&mut fields, "metadata.isDefault", value::boolean(d));
                     mask.push("metadata.isDefault".into());
+                    let mut counter = persona_counter::read(tx, &user, &path, now).await?;
+                    let id = path.id().to_owned();
                     if d {
-                        let defaults = tx.query(&defaults_query(&user)).await?;
-                        writes.extend(clear_defaults(&defaults, &path, now));
+                        writes.extend(replace_default(tx, &user, &mut counter, &id, now).await?);
+                    } else if counter.default_id.as_deref() == Some(&id) {
+                        counter.default_id = None;
                     }
+                    writes.extend(persona_counter::writes(&user, counter)?);
                 }
                 // What the document holds after the update: no second read for the answer.
                 let mut updated = doc.fields.clone();
@@ -448,13 +487,42 @@ impl Personas {
             .boxed()
         })
         .await;
+        drop(turn);
         self.invalidate(uid).await;
         let (persona, committed) = result?;
         versioned::written(persona, &committed, &path)
     }
 
+    /// Deletes a persona and counts it out, in one transaction.
     pub async fn delete(&self, uid: &str, id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
-        let result = versioned::delete(self.store.as_ref(), path_or_404(uid, id)?, if_match, "persona").await;
+        let path = path_or_404(uid, id)?;
+        let user = users::Users::path(uid)?;
+        let counter_path = persona_counter::path(&user)?;
+        let turn = self.turns.lock(uid).await;
+        let result = store::run_transaction(self.store.as_ref(), |tx| {
+            let (path, user, counter_path, if_match) =
+                (path.clone(), user.clone(), counter_path.clone(), if_match.clone());
+            async move {
+                let docs = tx.get_all(&[path.clone(), counter_path]).await?;
+                let doc = docs.first().cloned().flatten().ok_or(AppError::NotFound)?;
+                versioned::check_version(&if_match, &doc, "persona")?;
+                let mut writes =
+                    vec![Write::delete(path.clone()).precondition(Precondition::UpdateTime(doc.update_time))];
+                // Without a counter there is nothing to count out: its first count will not see this one.
+                if docs.get(1).is_some_and(Option::is_some) {
+                    let mut counter = persona_counter::read(tx, &user, &path, value::now()).await?;
+                    counter.count -= 1;
+                    if counter.default_id.as_deref() == Some(path.id()) {
+                        counter.default_id = None;
+                    }
+                    writes.extend(persona_counter::writes(&user, counter)?);
+                }
+                Ok::<_, AppError>(TxOutcome::new(writes, ()))
+            }
+            .boxed()
+        })
+        .await;
+        drop(turn);
         self.invalidate(uid).await;
         result
     }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use firestore::FirestoreTimestamp;
 use futures::FutureExt;
-use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::freshness::Generations;
+use super::freshness::UserCache;
 use super::{audit, clock, versioned};
+use crate::cache::{self, CacheBudget, Share};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::{self, DocPath, Fields, Store, TxOutcome, Write, value};
@@ -297,20 +297,22 @@ pub(crate) fn length_between(s: &str, min: usize, max: usize) -> Result<(), vali
 #[derive(Clone)]
 pub struct Users {
     store: Arc<dyn Store>,
-    cache: Cache<String, Arc<Account>>,
-    generations: Generations,
+    cache: UserCache<(), Account>,
     metrics: Arc<Metrics>,
 }
 
 impl Users {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, budget: &CacheBudget) -> Self {
         Self {
             store,
-            cache: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
-            generations: Generations::default(),
+            cache: UserCache::new(
+                "profiles",
+                Duration::from_secs(3600),
+                budget.bytes(Share::Profiles),
+                budget.bytes(Share::Generations) / 4,
+                &[()],
+                |a: &Account| cache::json_bytes(&a.profile),
+            ),
             metrics,
         }
     }
@@ -321,32 +323,24 @@ impl Users {
 
     /// Drops this instance's cached copy; every write through the service calls it before answering.
     pub async fn invalidate(&self, uid: &str) {
-        self.generations.bump(uid).await;
         self.cache.invalidate(uid).await;
+    }
+
+    /// (entries, weighed bytes) of the profile cache.
+    pub async fn cache_usage(&self) -> (u64, u64) {
+        self.cache.usage().await
     }
 
     /// The profile of a signed-in user: cached, else read, else provisioned from
     /// the claims (exactly once, even under concurrent first requests). A newer
     /// sign-in moves `lastLoginAt`.
     pub async fn profile_for(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
-        let profile = match self.cache.get(&sign_in.uid).await {
-            Some(p) => {
-                self.metrics.cache_hit("profiles");
-                p
-            }
+        let profile = match self.cache.get(&sign_in.uid, &(), &self.metrics).await {
+            Some(p) => p,
             None => {
-                self.metrics.cache_miss("profiles");
-                let generation = self.generations.current(&sign_in.uid).await;
+                let generation = self.cache.generation(&sign_in.uid).await;
                 let p = Arc::new(self.load_or_provision(sign_in).await?);
-                self.generations
-                    .insert_if_fresh(
-                        &sign_in.uid,
-                        generation,
-                        &self.cache,
-                        sign_in.uid.clone(),
-                        p.clone(),
-                    )
-                    .await;
+                self.cache.insert(&sign_in.uid, generation, (), p.clone()).await;
                 p
             }
         };
@@ -358,12 +352,10 @@ impl Users {
 
     /// A profile by uid (no provisioning), through the cache.
     pub async fn get(&self, uid: &str) -> AppResult<Option<Arc<Account>>> {
-        if let Some(p) = self.cache.get(uid).await {
-            self.metrics.cache_hit("profiles");
+        if let Some(p) = self.cache.get(uid, &(), &self.metrics).await {
             return Ok(Some(p));
         }
-        self.metrics.cache_miss("profiles");
-        let generation = self.generations.current(uid).await;
+        let generation = self.cache.generation(uid).await;
         let Some(doc) = self.store.get(&Self::path(uid)?).await? else {
             return Ok(None);
         };
@@ -371,9 +363,7 @@ impl Users {
             profile: decode_profile(&doc.fields)?,
             version: doc.update_time,
         });
-        self.generations
-            .insert_if_fresh(uid, generation, &self.cache, uid.to_owned(), p.clone())
-            .await;
+        self.cache.insert(uid, generation, (), p.clone()).await;
         Ok(Some(p))
     }
 

@@ -68,14 +68,14 @@ pub async fn create(
         &principal.uid,
         &principal.idempotency_scope(),
         &new,
-        async move {
-            let v = st.analyses.create(&uid, input).await?;
-            Ok(Created::new(StatusCode::CREATED, &v.item)?
-                .location(format!("/v1/analyses/{}", v.item.analysis_id))
-                .etag(etag::of(v.version)))
-        },
+        created,
+        move |record| async move { st.analyses.create(&uid, input, record).await },
     )
     .await
+}
+
+fn created(a: &Analysis) -> AppResult<Created> {
+    Ok(Created::new(StatusCode::CREATED, a)?.location(format!("/v1/analyses/{}", a.analysis_id)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

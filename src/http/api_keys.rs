@@ -47,18 +47,17 @@ pub async fn create(
         &principal.uid,
         &principal.idempotency_scope(),
         &new,
-        async move {
-            let (v, key) = st.api_keys.create(&uid, input).await?;
-            let location = format!("/v1/api-keys/{}", v.item.key_id);
-            let mut c = Created::new(StatusCode::CREATED, &CreatedKey::new(v.item.clone(), Some(key)))?
-                .location(location)
-                .etag(etag::of(v.version));
-            // The secret is never stored, not even in the replayable response.
-            c.replay_body = Some(serde_json::to_value(&v.item).map_err(AppError::internal)?);
-            Ok(c)
-        },
+        created,
+        move |record| async move { st.api_keys.create(&uid, input, record).await },
     )
     .await
+}
+
+/// The answer to a create; the replayable copy holds no secret (it is never stored).
+fn created(k: &CreatedKey) -> AppResult<Created> {
+    let mut c = Created::new(StatusCode::CREATED, k)?.location(format!("/v1/api-keys/{}", k.key_id));
+    c.replay_body = Some(serde_json::to_value(k.without_secret()).map_err(AppError::internal)?);
+    Ok(c)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -1,18 +1,23 @@
 //! Responses of creating POSTs, with `Idempotency-Key` handling: one place so
 //! every creating endpoint replays, refuses mismatches and reports conflicts alike.
 
+use std::sync::Arc;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
+use tracing::Instrument;
 
-use crate::domain::idempotency::{self, Claim, StoredResponse};
+use super::{etag, request_id};
+use crate::domain::idempotency::{self, Claim, Recorder, StoredResponse};
+use crate::domain::versioned::Versioned;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::deadline::{self, Deadline};
 
 pub const HEADER: &str = "idempotency-key";
 
-/// What a creating handler produced.
+/// What a creating handler answers (its ETag is set from the created item's version).
 pub struct Created {
     pub status: StatusCode,
     pub body: serde_json::Value,
@@ -39,6 +44,17 @@ impl Created {
     pub fn etag(mut self, etag: String) -> Self {
         self.etag = Some(etag);
         self
+    }
+
+    /// The response a key replays.
+    fn stored(self) -> StoredResponse {
+        StoredResponse {
+            status: self.status.as_u16(),
+            body: self.replay_body.as_ref().unwrap_or(&self.body).to_string(),
+            location: self.location,
+            etag: self.etag,
+            version: None,
+        }
     }
 
     fn respond(
@@ -79,26 +95,34 @@ pub struct IdempotencyKey {
     idempotency_key: Option<String>,
 }
 
-/// Runs `create` once per `Idempotency-Key` (when the request has one).
-/// `request` is the parsed body: the same key with another body is 422.
+/// Runs `create` once per `Idempotency-Key` (when the request has one) and
+/// answers with `respond(item)` and the item's ETag. `request` is the parsed
+/// body: the same key with another body is 422.
 ///
-/// With a key, the creation and the recording of its response run in a task of
-/// their own: a client that disconnects (or a request that is cancelled) cannot
-/// leave a created resource whose key still looks unfinished, which would let a
-/// retry create it again once the claim's lease ran out.
-pub async fn idempotent<F>(
+/// With a key, `create` gets a [`Recorder`] to commit the response with the
+/// resource, in one transaction: a create either happened and its key replays
+/// it, or neither (a create that ignores the recorder has its response recorded
+/// right after). It runs in a task of its own, so a client that disconnects (or
+/// a request that is cancelled) cannot stop it between the create and the
+/// release of a failed claim; the task keeps the request's span and request id.
+pub async fn idempotent<T, F, Fut>(
     state: &AppState,
     req: &HttpRequest,
     uid: &str,
     principal: &str,
     request: &impl Serialize,
+    respond: fn(&T) -> AppResult<Created>,
     create: F,
 ) -> AppResult<HttpResponse>
 where
-    F: Future<Output = AppResult<Created>> + 'static,
+    T: 'static,
+    F: FnOnce(Option<Arc<Recorder<T>>>) -> Fut,
+    Fut: Future<Output = AppResult<Versioned<T>>> + 'static,
 {
+    let answer =
+        move |v: &Versioned<T>| -> AppResult<Created> { Ok(respond(&v.item)?.etag(etag::of(v.version))) };
     let Some(key) = req.headers().get(HEADER) else {
-        let c = create.await?;
+        let c = answer(&create(None).await?)?;
         return Ok(Created::respond(
             c.status.as_u16(),
             c.body.to_string(),
@@ -115,53 +139,56 @@ where
     let hash = idempotency::request_hash(&serde_json::to_value(request).map_err(AppError::internal)?);
     let path = idempotency::record_path(uid, principal, &endpoint, key)?;
     match idempotency::claim(state.store.as_ref(), path, &endpoint, &hash).await? {
-        Claim::Replay(r) => Ok(Created::respond(
-            r.status,
-            r.body,
-            r.location.as_deref(),
-            r.etag.as_deref(),
-            true,
-        )),
-        Claim::Fresh(path) => {
+        Claim::Replay(r) => {
+            let etag = r.etag.clone().or_else(|| r.version.map(etag::of));
+            Ok(Created::respond(
+                r.status,
+                r.body,
+                r.location.as_deref(),
+                etag.as_deref(),
+                true,
+            ))
+        }
+        Claim::Fresh(lease) => {
             let store = state.store.clone();
-            // The create carries the request's deadline; recording its outcome gets
-            // a fresh bound of its own, so a claim is settled even when the create
+            // The create carries the request's deadline; settling the claim gets a
+            // fresh bound of its own, so a claim is settled even when the create
             // ended at the deadline.
             let request_deadline = Deadline::current();
             let settle_deadline = request_deadline.map(|d| d.renewed());
-            let task = actix_web::rt::spawn(async move {
-                match deadline::carry(request_deadline, create).await {
-                    Ok(c) => {
-                        let stored = StoredResponse {
-                            status: c.status.as_u16(),
-                            body: c.replay_body.as_ref().unwrap_or(&c.body).to_string(),
-                            location: c.location.clone(),
-                            etag: c.etag.clone(),
-                        };
-                        // The resource exists now; failing to record the response must not fail the request.
-                        let finished = deadline::carry(
-                            settle_deadline,
-                            idempotency::finish(store.as_ref(), path, &stored),
-                        );
-                        if let Err(e) = finished.await {
-                            tracing::warn!(error = %e, "could not record an idempotent response");
+            let recorder = Recorder::new(lease.clone(), move |item: &T| Ok(respond(item)?.stored()));
+            let created = create(Some(recorder.clone()));
+            let task = async move {
+                match deadline::carry(request_deadline, created).await {
+                    Ok(v) => {
+                        if !recorder.was_used() {
+                            let stored = answer(&v)?.stored();
+                            // The resource exists now; failing to record the response must not fail the request.
+                            let finished = deadline::carry(
+                                settle_deadline,
+                                idempotency::finish(store.as_ref(), &lease, &stored),
+                            );
+                            if let Err(e) = finished.await {
+                                tracing::warn!(error = %e, "could not record an idempotent response");
+                            }
                         }
-                        Ok(c)
+                        Ok(v)
                     }
                     Err(e) => {
-                        deadline::carry(settle_deadline, idempotency::release(store.as_ref(), path)).await;
+                        deadline::carry(settle_deadline, idempotency::release(store.as_ref(), &lease)).await;
                         Err(e)
                     }
                 }
-            });
+            };
             // The request waits until its deadline; the task goes on settling the claim.
-            let c = deadline::within(task)
+            let v = deadline::within(detached(task))
                 .await
                 .ok_or_else(|| AppError::Unavailable {
                     retry_after_secs: 1,
                     cause: "an idempotent create did not finish within the request's deadline".into(),
                 })?
                 .map_err(|e| AppError::internal(format!("idempotent create task failed: {e}")))??;
+            let c = answer(&v)?;
             Ok(Created::respond(
                 c.status.as_u16(),
                 c.body.to_string(),
@@ -170,5 +197,26 @@ where
                 false,
             ))
         }
+    }
+}
+
+/// Runs `task` to completion whatever happens to the request, keeping the
+/// request's span and request id for its logs.
+fn detached<T: 'static>(task: impl Future<Output = T> + 'static) -> actix_web::rt::task::JoinHandle<T> {
+    actix_web::rt::spawn(request_id::carry(task).instrument(tracing::Span::current()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_detached_task_keeps_the_request_span() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("request", request_id = "r-1");
+        let inner = async { detached(async { tracing::Span::current().metadata().map(|m| m.name()) }).await }
+            .instrument(span)
+            .await;
+        assert_eq!(inner.ok().flatten(), Some("request"));
     }
 }

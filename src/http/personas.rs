@@ -58,14 +58,14 @@ pub async fn create(
         &principal.uid,
         &principal.idempotency_scope(),
         &new,
-        async move {
-            let v = st.personas.create(&uid, input).await?;
-            Ok(Created::new(StatusCode::CREATED, &v.item)?
-                .location(format!("/v1/personas/{}", v.item.persona_id))
-                .etag(etag::of(v.version)))
-        },
+        created,
+        move |record| async move { st.personas.create(&uid, input, record).await },
     )
     .await
+}
+
+fn created(p: &Persona) -> AppResult<Created> {
+    Ok(Created::new(StatusCode::CREATED, p)?.location(format!("/v1/personas/{}", p.persona_id)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -28,6 +28,11 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".into())
 }
 
+/// Runs `fut` (e.g. a spawned task) with the current request's id.
+pub fn carry<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(current(), fut)
+}
+
 /// Keeps `candidate` if it matches `^[A-Za-z0-9._:-]{1,128}$`, else makes a new one.
 pub fn sanitize(candidate: Option<&str>) -> String {
     match (candidate, SANE.as_ref()) {
@@ -60,5 +65,20 @@ mod tests {
             assert_ne!(sanitize(Some(bad)), bad);
         }
         assert_eq!(sanitize(None).len(), 36);
+    }
+
+    #[actix_web::test]
+    async fn a_spawned_task_sees_the_request_id_only_when_carried() {
+        let spawn = |carried: bool| {
+            REQUEST_ID.scope("r-1".into(), async move {
+                if carried {
+                    actix_web::rt::spawn(carry(async { current() })).await
+                } else {
+                    actix_web::rt::spawn(async { current() }).await
+                }
+            })
+        };
+        assert_eq!(spawn(true).await.ok().as_deref(), Some("r-1"));
+        assert_eq!(spawn(false).await.ok().as_deref(), Some("-"));
     }
 }

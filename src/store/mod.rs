@@ -401,8 +401,9 @@ where
                 let aborted = tx.aborted.take();
                 if tx.unavailable {
                     // A store that did not answer a read would not answer the rollback
-                    // either: dropping the transaction releases it in the background.
-                    drop(tx);
+                    // soon either: release the transaction in the background.
+                    let inner = tx.inner;
+                    tokio::spawn(async move { inner.rollback().await });
                 } else {
                     tx.inner.rollback().await;
                 }

@@ -306,6 +306,7 @@ crate::both_backends!(expired_keys_are_refused);
 
 async fn at_most_25_active_keys_under_concurrency(app: TestApp) {
     let token = app.token("kcap");
+    json_of(app.get("/v1/me", &token).await, 200).await;
     let body = json!({"name": "k", "permissions": ["profile:read"]});
     let requests: Vec<_> = (0..30).map(|_| app.post("/v1/api-keys", &token, &body)).collect();
     let results = futures::future::join_all(requests).await;

@@ -189,34 +189,90 @@ async fn one_default_at_a_time(app: TestApp) {
     for r in futures::future::join_all(futs).await {
         assert_eq!(r.status(), 200);
     }
-    let list = json_of(app.get("/v1/personas", &token).await, 200).await;
-    let defaults = list["items"]
+    assert_eq!(defaults(&app, &token).await.len(), 1);
+    // Switches, default creates and un-defaulting, all at once: still at most one.
+    let mut d = new_persona("D");
+    d["isDefault"] = json!(true);
+    let switches = (0..8).map(|i| {
+        app.patch(
+            &format!("/v1/personas/{}", ids[i % 2].as_str().unwrap()),
+            &token,
+            &json!({"isDefault": true}),
+        )
+    });
+    let creates = (0..4).map(|_| app.post("/v1/personas", &token, &d));
+    let (switched, created) = futures::future::join(
+        futures::future::join_all(switches),
+        futures::future::join_all(creates),
+    )
+    .await;
+    for r in switched.iter().chain(&created) {
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let now = defaults(&app, &token).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    // Deleting the default leaves none; the next switch makes exactly one again.
+    assert_eq!(
+        app.delete(&format!("/v1/personas/{}", now[0]), &token)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(defaults(&app, &token).await.len(), 0);
+    let futs = (0..4).map(|i| {
+        app.patch(
+            &format!("/v1/personas/{}", ids[i % 2].as_str().unwrap()),
+            &token,
+            &json!({"isDefault": i < 2}),
+        )
+    });
+    for r in futures::future::join_all(futs).await {
+        assert!(r.status().is_success() || r.status() == 404, "{}", r.status());
+    }
+    assert!(defaults(&app, &token).await.len() <= 1);
+    json_of(
+        app.patch(
+            &format!("/v1/personas/{}", ids[0].as_str().unwrap()),
+            &token,
+            &json!({"isDefault": true}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let after = defaults(&app, &token).await;
+    assert_eq!(after, [ids[0].as_str().unwrap()]);
+}
+crate::both_backends!(one_default_at_a_time);
+
+/// The ids of the user's default personas.
+async fn defaults(app: &TestApp, token: &str) -> Vec<String> {
+    let list = json_of(app.get("/v1/personas?limit=100", token).await, 200).await;
+    list["items"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|p| p["metadata"]["isDefault"] == true)
-        .count();
-    assert_eq!(defaults, 1);
+        .map(|p| p["personaId"].as_str().unwrap().to_owned())
+        .collect()
 }
-crate::both_backends!(one_default_at_a_time);
 
-async fn caps_at_one_hundred(app: TestApp) {
-    let token = app.token("cap");
-    json_of(app.get("/v1/me", &token).await, 200).await;
-    // 99 seeded directly, then concurrent creates race for the last place.
-    let user = funnelflow::store::DocPath::root("users", "cap").unwrap();
+/// Personas written directly to the store (as before the persona counter existed).
+async fn seed(app: &TestApp, uid: &str, n: usize, default: impl Fn(usize) -> bool) {
+    let user = funnelflow::store::DocPath::root("users", uid).unwrap();
     let mut writes = Vec::new();
-    for i in 0..99 {
+    for i in 0..n {
         let id = format!("p{i:03}");
         let mut p = new_persona(&format!("P{i}"));
         p["personaId"] = json!(id);
-        p["userId"] = json!("cap");
-        p["metadata"] = json!({"isDefault": false, "createdAt": null, "updatedAt": null, "usageCount": 0, "lastUsedAt": null});
+        p["userId"] = json!(uid);
+        p["metadata"] = json!({"isDefault": default(i), "createdAt": null, "updatedAt": null, "usageCount": 0, "lastUsedAt": null});
         let mut f = funnelflow::store::value::as_map(&funnelflow::store::value::from_json(&p))
             .cloned()
             .unwrap();
-        let ts =
-            funnelflow::store::value::timestamp(jiff::Timestamp::from_second(1_700_000_000 + i).unwrap());
+        let ts = funnelflow::store::value::timestamp(
+            jiff::Timestamp::from_second(1_700_000_000 + i64::try_from(i).unwrap()).unwrap(),
+        );
         funnelflow::store::value::set_path(&mut f, "metadata.createdAt", ts.clone());
         funnelflow::store::value::set_path(&mut f, "metadata.updatedAt", ts);
         writes.push(funnelflow::store::Write::set(
@@ -225,6 +281,57 @@ async fn caps_at_one_hundred(app: TestApp) {
         ));
     }
     app.store().commit(writes).await.unwrap();
+}
+
+/// Personas from before the counter are counted by the first write that needs
+/// the counter (and more than one default, which only such data can hold, is repaired).
+async fn counts_existing_personas_on_first_use(app: TestApp) {
+    let token = app.token("legacy");
+    json_of(app.get("/v1/me", &token).await, 200).await;
+    seed(&app, "legacy", 4, |i| i >= 2).await;
+    assert_eq!(defaults(&app, &token).await.len(), 2);
+    // A delete without a counter counts nothing out; the first count will not see it.
+    assert_eq!(app.delete("/v1/personas/p000", &token).await.status(), 204);
+    create(&app, &token, &new_persona("New")).await;
+    assert_eq!(
+        defaults(&app, &token).await,
+        ["p003"],
+        "the newest default is kept"
+    );
+    // 3 seeded + 1 created: 96 more fit, not 97.
+    let mut created = 0;
+    for i in 0..97 {
+        match app
+            .post("/v1/personas", &token, &new_persona(&format!("N{i}")))
+            .await
+            .status()
+            .as_u16()
+        {
+            201 => created += 1,
+            422 => {}
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!(created, 96);
+}
+mod counts_existing_personas_on_first_use {
+    use crate::app::{Backend, spawn_app_with};
+    const ENV: &[(&str, &str)] = &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")];
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        super::counts_existing_personas_on_first_use(spawn_app_with(Backend::Embedded, ENV).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn firestore() {
+        super::counts_existing_personas_on_first_use(spawn_app_with(Backend::Firestore, ENV).await).await;
+    }
+}
+
+async fn caps_at_one_hundred(app: TestApp) {
+    let token = app.token("cap");
+    json_of(app.get("/v1/me", &token).await, 200).await;
+    // 99 seeded directly (no counter yet), then concurrent creates race for the last place.
+    seed(&app, "cap", 99, |_| false).await;
     let futs = (0..4).map(|i| app.post("/v1/personas", &token, &new_persona(&format!("Last{i}"))));
     let statuses: Vec<u16> = futures::future::join_all(futs)
         .await
@@ -336,3 +443,88 @@ async fn tenant_isolation(app: TestApp) {
     problem(app.get(&path, "garbage").await, 401, "unauthenticated").await;
 }
 crate::both_backends!(tenant_isolation);
+
+/// 110 creates for one user over 8 connections: the cap holds exactly and no
+/// request stalls (a create must not lock every persona of the user).
+async fn concurrent_creates_stay_prompt(app: TestApp) {
+    use futures::StreamExt;
+    use std::time::{Duration, Instant};
+    const CONNECTIONS: usize = 8;
+    let token = app.token("burst");
+    json_of(app.get("/v1/me", &token).await, 200).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let results: Vec<(u16, Duration)> = futures::stream::iter(0..110)
+        .map(|i| {
+            let rb = client
+                .post(app.url("/v1/personas"))
+                .bearer_auth(&token)
+                .json(&new_persona(&format!("Burst {i}")));
+            async move {
+                let t = Instant::now();
+                let status = rb.send().await.map_or(0, |r| r.status().as_u16());
+                (status, t.elapsed())
+            }
+        })
+        .buffer_unordered(CONNECTIONS)
+        .collect()
+        .await;
+    let total = started.elapsed();
+    let slowest = results.iter().map(|r| r.1).max().unwrap_or_default();
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    eprintln!("110 persona creates over {CONNECTIONS} connections: total {total:?}, slowest {slowest:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        100,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 10, "{statuses:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest create took {slowest:?}"
+    );
+    assert!(total < Duration::from_secs(30), "110 creates took {total:?}");
+    // The user's next requests answer at once, and the list holds exactly 100.
+    let t = Instant::now();
+    let page = json_of(app.get("/v1/personas?limit=100", &token).await, 200).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 100);
+    assert!(page["nextCursor"].is_null(), "{}", page["nextCursor"]);
+    let extra = app
+        .post("/v1/personas", &token, &new_persona("One too many"))
+        .await;
+    problem(extra, 422, "validation_failed").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "next requests took {:?}",
+        t.elapsed()
+    );
+    // A delete frees a place again, exactly one.
+    let id = page["items"][0]["personaId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.delete(&format!("/v1/personas/{id}"), &token).await.status(),
+        204
+    );
+    let futs = (0..3).map(|i| app.post("/v1/personas", &token, &new_persona(&format!("Again {i}"))));
+    let statuses: Vec<u16> = futures::future::join_all(futs)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+}
+mod concurrent_creates_stay_prompt {
+    use crate::app::{Backend, spawn_app_with};
+    // The default rate limit (100 per 10 s) would answer part of the burst 429.
+    const ENV: &[(&str, &str)] = &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")];
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        super::concurrent_creates_stay_prompt(spawn_app_with(Backend::Embedded, ENV).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn firestore() {
+        super::concurrent_creates_stay_prompt(spawn_app_with(Backend::Firestore, ENV).await).await;
+    }
+}
