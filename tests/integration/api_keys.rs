@@ -177,8 +177,15 @@ fn hex(b: &[u8]) -> String {
 
 async fn bad_keys_cost_no_store_read(app: TestApp) {
     let token = app.token("kbad");
-    let key = key_with(&app, &token, &["profile:read"]).await;
+    let created = create_key(&app, &token, &["profile:read"]).await;
+    let key = created["key"].as_str().unwrap().to_owned();
     json_of(app.get("/v1/me", &key).await, 200).await;
+    // Let the use's background `lastUsedAt` write finish before counting.
+    wait_for_last_used(
+        &app,
+        &stored_key_path(&app, "kbad", created["keyId"].as_str().unwrap()),
+    )
+    .await;
     // A typo anywhere, a made-up key, a truncated one: 401 without touching the store.
     let mut typo = key.clone().into_bytes();
     let i = typo.len() - 10;
@@ -306,7 +313,6 @@ crate::both_backends!(expired_keys_are_refused);
 
 async fn at_most_25_active_keys_under_concurrency(app: TestApp) {
     let token = app.token("kcap");
-    json_of(app.get("/v1/me", &token).await, 200).await;
     let body = json!({"name": "k", "permissions": ["profile:read"]});
     let requests: Vec<_> = (0..30).map(|_| app.post("/v1/api-keys", &token, &body)).collect();
     let results = futures::future::join_all(requests).await;
@@ -373,19 +379,7 @@ async fn last_used_is_throttled(app: TestApp) {
     let path = stored_key_path(&app, "kused", created["keyId"].as_str().unwrap());
     json_of(app.get("/v1/me", key).await, 200).await;
     // Written off the request's path: wait for it.
-    let mut first = None;
-    for _ in 0..100 {
-        let d = app.store().get(&path).await.unwrap().unwrap();
-        if d.field("lastUsedAt")
-            .and_then(funnelflow::store::value::as_timestamp)
-            .is_some()
-        {
-            first = Some(d.update_time);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let first = first.expect("lastUsedAt was never written");
+    let first = wait_for_last_used(&app, &path).await;
     let listed = json_of(app.get("/v1/api-keys", &token).await, 200).await;
     assert!(listed["items"][0]["lastUsedAt"].is_string());
     for _ in 0..10 {
@@ -399,6 +393,23 @@ async fn last_used_is_throttled(app: TestApp) {
     );
 }
 crate::both_backends!(last_used_is_throttled);
+
+/// Waits for the key's `lastUsedAt` to be written; its update time then.
+async fn wait_for_last_used(app: &TestApp, path: &DocPath) -> funnelflow::store::Timestamp {
+    for _ in 0..100 {
+        let d = app.store().get(path).await.unwrap().unwrap();
+        if d.field("lastUsedAt")
+            .and_then(funnelflow::store::value::as_timestamp)
+            .is_some()
+        {
+            // The write's transaction has committed; give its release a moment.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return d.update_time;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("lastUsedAt was never written");
+}
 
 async fn keys_are_per_user(app: TestApp) {
     let (alice, bob) = (app.token("kalice"), app.token("kbob"));
