@@ -124,7 +124,8 @@ pub struct AuditParams {
 
 fn filter_param(name: &str, v: Option<String>) -> AppResult<Option<String>> {
     match v.filter(|s| !s.is_empty()) {
-        Some(s) if s.chars().count() > 1500 => Err(AppError::BadRequest(format!("{name} is too long"))),
+        // Firestore indexes at most 1,500 bytes of a string.
+        Some(s) if s.len() > 1500 => Err(AppError::BadRequest(format!("{name} is at most 1500 bytes"))),
         other => Ok(other),
     }
 }
