@@ -26,6 +26,8 @@ pub enum Share {
     Trends,
     /// Verified ID tokens.
     IdTokens,
+    /// API-key lookups and the `lastUsedAt` throttle.
+    ApiKeys,
     /// Rate-limit windows per principal.
     RateLimits,
     /// Per-user cache generations (see `domain::freshness`).
@@ -37,21 +39,23 @@ impl Share {
     fn percent(self) -> u64 {
         match self {
             Self::Profiles => 20,
-            Self::HistoryPages => 35,
+            Self::HistoryPages => 33,
             Self::PersonaLists => 15,
             Self::Trends => 10,
-            Self::IdTokens => 10,
+            Self::IdTokens => 8,
+            Self::ApiKeys => 4,
             Self::RateLimits => 6,
             Self::Generations => 4,
         }
     }
 
-    pub const ALL: [Share; 7] = [
+    pub const ALL: [Share; 8] = [
         Self::Profiles,
         Self::HistoryPages,
         Self::PersonaLists,
         Self::Trends,
         Self::IdTokens,
+        Self::ApiKeys,
         Self::RateLimits,
         Self::Generations,
     ];

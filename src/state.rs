@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
+use crate::auth::api_key::SecretHasher;
 use crate::cache::{CacheBudget, Share};
 use crate::config::Config;
+use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
+use crate::domain::api_keys::ApiKeys;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
 use crate::domain::users::Users;
@@ -22,6 +25,8 @@ pub struct AppState {
     pub users: Users,
     pub analyses: Analyses,
     pub personas: Personas,
+    pub api_keys: ApiKeys,
+    pub admin: AdminService,
     pub rate_limiter: RateLimiter,
 }
 
@@ -36,7 +41,16 @@ impl AppState {
         let budget = CacheBudget::new(config.cache_bytes);
         let users = Users::new(store.clone(), metrics.clone(), &budget);
         let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
+        let hasher = SecretHasher::new(config.secret.expose())?;
         Ok(Self {
+            api_keys: ApiKeys::new(
+                store.clone(),
+                cursors.clone(),
+                hasher,
+                metrics.clone(),
+                budget.bytes(Share::ApiKeys),
+            ),
+            admin: AdminService::new(store.clone(), cursors.clone(), users.clone()),
             analyses: Analyses::new(
                 store.clone(),
                 cursors,

@@ -19,6 +19,7 @@
 //! [`LEEWAY_SECS`] (60 s) ahead of our clock, for the issuer's clock skew.
 //! Cached entries expire at `exp`.
 
+pub mod api_key;
 mod certs;
 mod token;
 

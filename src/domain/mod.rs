@@ -1,7 +1,9 @@
 //! Business rules, independent of HTTP: each service takes the store and
 //! returns domain values or `AppError`s.
 
+pub mod admin;
 pub mod analyses;
+pub mod api_keys;
 pub mod audit;
 pub mod clock;
 pub mod freshness;

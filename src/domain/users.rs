@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::freshness::UserCache;
+use super::user_locks::UserLocks;
 use super::{audit, clock, versioned};
 use crate::cache::{self, CacheBudget, Share};
 use crate::error::{AppError, AppResult};
@@ -299,6 +300,9 @@ pub struct Users {
     store: Arc<dyn Store>,
     cache: UserCache<(), Account>,
     metrics: Arc<Metrics>,
+    /// Provisioning transactions of one user take turns (concurrent first
+    /// requests would otherwise fight over the user document's lock).
+    turns: UserLocks,
 }
 
 impl Users {
@@ -314,6 +318,7 @@ impl Users {
                 |a: &Account| cache::json_bytes(&a.profile),
             ),
             metrics,
+            turns: UserLocks::default(),
         }
     }
 
@@ -379,6 +384,7 @@ impl Users {
             });
         }
         let defaults = default_fields(sign_in)?;
+        let _turn = self.turns.lock(&sign_in.uid).await;
         let ((merged, unchanged), committed) = store::run_transaction_committed(self.store.as_ref(), |tx| {
             let (path, defaults) = (path.clone(), defaults.clone());
             async move {

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use super::access::Access;
 use super::created::IdempotencyKey;
 use super::created::{Created, idempotent};
 use super::json::JsonBody;
@@ -19,33 +20,26 @@ use crate::domain::versioned::Versioned;
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        routes::resource("/v1/analyses")
-            .get(list_analyses)
-            .post(create)
-            .build(),
-    )
-    .service(routes::resource("/v1/analyses/batch-get").post(batch_get).build())
-    .service(routes::resource("/v1/analyses/trends").get(trends).build())
-    .service(
-        routes::resource("/v1/analyses/{id}")
-            .get(get)
-            .patch(complete)
-            .delete(delete)
-            .build(),
-    )
-    .service(
-        routes::resource("/v1/analyses/{id}/share")
-            .post(share)
-            .delete(unshare)
-            .build(),
-    )
-    .service(
-        routes::resource("/v1/shared/analyses/{token}")
-            .get(shared)
-            .build(),
+pub fn resources() -> Vec<routes::Routes> {
+    let (read, write) = (
+        Access::Permission(Permission::AnalysesRead),
+        Access::Permission(Permission::AnalysesWrite),
     );
+    vec![
+        routes::resource("/v1/analyses")
+            .get(read, list_analyses)
+            .post(write, create),
+        routes::resource("/v1/analyses/batch-get").post(read, batch_get),
+        routes::resource("/v1/analyses/trends").get(read, trends),
+        routes::resource("/v1/analyses/{id}")
+            .get(read, get)
+            .patch(write, complete)
+            .delete(write, delete),
+        routes::resource("/v1/analyses/{id}/share")
+            .post(write, share)
+            .delete(write, unshare),
+        routes::resource("/v1/shared/analyses/{token}").get(Access::Public, shared),
+    ]
 }
 
 fn one(v: &Versioned<Analysis>) -> HttpResponse {

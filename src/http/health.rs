@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use super::access::Access::Public;
 use super::routes;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -12,11 +13,13 @@ use crate::state::AppState;
 /// How long readiness waits for the store before answering 503.
 const READY_DEADLINE: Duration = Duration::from_secs(2);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(routes::resource("/healthz").get(healthz).build())
-        .service(routes::resource("/readyz").get(readyz).build())
-        .service(routes::resource("/metrics").get(metrics).build())
-        .service(routes::resource("/openapi.json").get(openapi).build());
+pub fn resources() -> Vec<routes::Routes> {
+    vec![
+        routes::resource("/healthz").get(Public, healthz),
+        routes::resource("/readyz").get(Public, readyz),
+        routes::resource("/metrics").get(Public, metrics),
+        routes::resource("/openapi.json").get(Public, openapi),
+    ]
 }
 
 /// 200 while the process lives.

@@ -46,6 +46,11 @@ impl JsonBody {
         value.validate().map_err(|e| AppError::Validation(flatten(&e)))?;
         Ok(value)
     }
+
+    /// Reads the body (415, 413, 400 as for every body) without parsing it.
+    pub async fn bytes(mut self) -> Result<web::Bytes, AppError> {
+        read_json_body(&self.req, &mut self.payload).await
+    }
 }
 
 /// Checks the media type and reads at most `MAX_BODY_BYTES`.

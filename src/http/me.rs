@@ -2,7 +2,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::access::Access::{IdTokenOnly, Permission};
 use super::json::JsonBody;
+use super::principal::Permission::ProfileRead;
 use super::principal::{IdTokenPrincipal, Principal};
 use super::routes;
 use super::{etag, request_id};
@@ -10,13 +12,13 @@ use crate::domain::users::{Account, Profile, ProfilePatch, Subscription};
 use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(routes::resource("/v1/me").get(get_me).patch(patch_me).build())
-        .service(
-            routes::resource("/v1/me/subscription")
-                .get(get_subscription)
-                .build(),
-        );
+pub fn resources() -> Vec<routes::Routes> {
+    vec![
+        routes::resource("/v1/me")
+            .get(Permission(ProfileRead), get_me)
+            .patch(IdTokenOnly, patch_me),
+        routes::resource("/v1/me/subscription").get(Permission(ProfileRead), get_subscription),
+    ]
 }
 
 fn profile_response(account: &Account) -> HttpResponse {

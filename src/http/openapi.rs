@@ -12,9 +12,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{analyses, health, me, personas, principal};
+use super::access::Access;
+use super::{admin, analyses, api_keys, health, me, personas, principal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +28,9 @@ use super::{analyses, health, me, personas, principal};
         analyses::batch_get, analyses::trends, analyses::share, analyses::unshare, analyses::shared,
         personas::create, personas::list_personas, personas::templates, personas::get, personas::patch,
         personas::delete,
+        api_keys::create, api_keys::list_keys, api_keys::get, api_keys::revoke,
+        admin::list_users, admin::get_user, admin::put_subscription, admin::put_role, admin::audit,
+        admin::put_system, admin::get_system,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, principal::Permission)),
     modifiers(&BearerAuth),
@@ -45,10 +49,17 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A Firebase ID token, or an API key `ffk_…` (also accepted as X-API-Key)",
+                        "A Firebase ID token, or an API key `ffk_…` where the route accepts API keys",
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key `ffk_<keyId>_<secret><checksum>` (also accepted as `Authorization: Bearer`)",
+            ))),
         );
     }
 }
@@ -78,6 +89,7 @@ fn build() -> Value {
         c.insert("responses".into(), json!({ "MethodNotAllowed": not_allowed }));
     }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        access_rules(paths);
         for ops in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in ops.values_mut().filter_map(Value::as_object_mut) {
                 error_responses(op);
@@ -85,6 +97,37 @@ fn build() -> Value {
         }
     }
     doc
+}
+
+/// Each operation's security and the access its route declares (`http::routes`):
+/// the one table the service enforces is the one the document describes.
+fn access_rules(paths: &mut Map<String, Value>) {
+    for route in super::route_table() {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let Some(op) = paths
+            .get_mut(&route.path)
+            .and_then(|p| p.get_mut(&method))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        match route.access {
+            Access::Public => {
+                op.remove("security");
+            }
+            a if a.accepts_api_keys() => {
+                op.insert("security".into(), json!([{ "bearer": [] }, { "apiKey": [] }]));
+            }
+            _ => {
+                op.insert("security".into(), json!([{ "bearer": [] }]));
+            }
+        }
+        let described = match op.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d}\n\n{}", route.access.describe()),
+            _ => route.access.describe(),
+        };
+        op.insert("description".into(), Value::String(described));
+    }
 }
 
 /// Objects with declared properties take no others (request bodies go

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::access::Access;
 use super::created::{Created, IdempotencyKey, idempotent};
 use super::json::JsonBody;
 use super::principal::{Permission, Principal};
@@ -15,21 +16,21 @@ use crate::domain::versioned::Versioned;
 use crate::error::{AppResult, Problem};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        routes::resource("/v1/personas")
-            .get(list_personas)
-            .post(create)
-            .build(),
-    )
-    .service(routes::resource("/v1/personas/templates").get(templates).build())
-    .service(
-        routes::resource("/v1/personas/{id}")
-            .get(get)
-            .patch(patch)
-            .delete(delete)
-            .build(),
+pub fn resources() -> Vec<routes::Routes> {
+    let (read, write) = (
+        Access::Permission(Permission::PersonasRead),
+        Access::Permission(Permission::PersonasWrite),
     );
+    vec![
+        routes::resource("/v1/personas")
+            .get(read, list_personas)
+            .post(write, create),
+        routes::resource("/v1/personas/templates").get(read, templates),
+        routes::resource("/v1/personas/{id}")
+            .get(read, get)
+            .patch(write, patch)
+            .delete(write, delete),
+    ]
 }
 
 fn one(v: &Versioned<Persona>) -> HttpResponse {

@@ -10,6 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
+use crate::auth::api_key;
 use crate::domain::users::{Account, AuthProvider, Role, SignIn, Users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -19,26 +20,14 @@ use crate::state::AppState;
 pub enum Credential {
     /// A Firebase (or dev) ID token.
     IdToken { auth_time: i64 },
+    /// An API key of the user, limited to its permissions.
+    ApiKey {
+        key_id: String,
+        permissions: Vec<Permission>,
+    },
 }
 
-/// API-key permissions (API.md). ID tokens hold them all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub enum Permission {
-    #[serde(rename = "profile:read")]
-    ProfileRead,
-    #[serde(rename = "analyses:read")]
-    AnalysesRead,
-    #[serde(rename = "analyses:write")]
-    AnalysesWrite,
-    #[serde(rename = "personas:read")]
-    PersonasRead,
-    #[serde(rename = "personas:write")]
-    PersonasWrite,
-    #[serde(rename = "export:read")]
-    ExportRead,
-    #[serde(rename = "events:write")]
-    EventsWrite,
-}
+pub use crate::domain::api_keys::Permission;
 
 /// An authenticated caller with their profile.
 #[derive(Debug, Clone)]
@@ -53,20 +42,36 @@ impl Principal {
         self.account.profile.role
     }
 
-    /// 403 unless the credential carries `permission` (ID tokens carry every one).
-    pub fn require(&self, permission: Permission) -> AppResult<()> {
+    /// Whether the credential carries `permission` (ID tokens carry every one).
+    pub fn allows(&self, permission: Permission) -> bool {
         match &self.credential {
-            Credential::IdToken { .. } => {
-                let _ = permission;
-                Ok(())
-            }
+            Credential::IdToken { .. } => true,
+            Credential::ApiKey { permissions, .. } => permissions.contains(&permission),
         }
+    }
+
+    /// 403 unless the credential carries `permission`. The route table
+    /// (`http::routes`) checks it before the handler; handlers may check again.
+    pub fn require(&self, permission: Permission) -> AppResult<()> {
+        if self.allows(permission) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "this API key lacks the `{}` permission",
+                permission.as_str()
+            )))
+        }
+    }
+
+    pub fn is_api_key(&self) -> bool {
+        matches!(self.credential, Credential::ApiKey { .. })
     }
 
     /// Idempotency keys are per principal: the user, or one API key of theirs.
     pub fn idempotency_scope(&self) -> String {
         match &self.credential {
             Credential::IdToken { .. } => self.uid.clone(),
+            Credential::ApiKey { key_id, .. } => format!("key:{key_id}"),
         }
     }
 }
@@ -93,8 +98,48 @@ impl FromRequest for IdTokenPrincipal {
             let p = fut.await?;
             match p.credential {
                 Credential::IdToken { .. } => Ok(IdTokenPrincipal(p)),
+                Credential::ApiKey { .. } => Err(api_key_refused()),
             }
         })
+    }
+}
+
+pub(crate) fn api_key_refused() -> AppError {
+    AppError::Forbidden("API keys may not be used on this route: sign in with an ID token".into())
+}
+
+/// An admin, signed in with an ID token. The role comes from the stored
+/// profile (through this instance's profile cache, which role changes
+/// invalidate), never from token claims.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl std::ops::Deref for Admin {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl Admin {
+    pub fn check(p: Principal) -> AppResult<Self> {
+        if p.is_api_key() {
+            return Err(api_key_refused());
+        }
+        if p.role() != Role::Admin {
+            return Err(AppError::Forbidden("this route is for administrators".into()));
+        }
+        Ok(Admin(p))
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = Principal::from_request(req, payload);
+        Box::pin(async move { Admin::check(fut.await?) })
     }
 }
 
@@ -160,10 +205,8 @@ async fn rate_limit(state: &AppState, req: &HttpRequest, principal: &str) -> App
 
 async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principal> {
     let token = credential(req)?;
-    if token.starts_with("ffk_") {
-        return Err(AppError::Unauthenticated(
-            "API keys are not accepted here yet".into(),
-        ));
+    if api_key::looks_like_key(token) {
+        return authenticate_key(state, req, token).await;
     }
     let claims = state.verifier.verify(token).await?;
     // A uid that cannot name a document is no uid Firebase issues.
@@ -189,6 +232,31 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         uid: claims.sub.clone(),
         credential: Credential::IdToken {
             auth_time: claims.auth_time,
+        },
+        account,
+    })
+}
+
+/// An API key: checksum first (a mistyped or made-up key costs no store read),
+/// then the cached lookup, the secret's keyed hash, the key's rate limit and its
+/// owner's profile. Its use is recorded after, off the request's path.
+async fn authenticate_key(state: &AppState, req: &HttpRequest, key: &str) -> AppResult<Principal> {
+    let parsed = api_key::parse(key).ok_or_else(|| AppError::Unauthenticated("malformed API key".into()))?;
+    let grant = state.api_keys.authenticate(&parsed).await?;
+    tracing::Span::current().record("uid", grant.uid.as_str());
+    rate_limit(state, req, &format!("key:{}", grant.key_id)).await?;
+    // An owner whose profile is gone (erased) has no keys that work.
+    let account = state
+        .users
+        .get(&grant.uid)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("invalid API key".into()))?;
+    state.api_keys.touch(&grant).await;
+    Ok(Principal {
+        uid: grant.uid,
+        credential: Credential::ApiKey {
+            key_id: grant.key_id,
+            permissions: grant.permissions,
         },
         account,
     })

@@ -273,3 +273,16 @@ crate::both_backends!(
     last_login_moves_only_with_a_newer_sign_in,
     last_login_moves_only_with_a_newer_sign_in
 );
+
+/// Regression: 30 concurrent first requests of a new user all provisioned the
+/// profile in contending transactions; on the emulator some waited out the
+/// request deadline (503). They take turns now, and all answer 200.
+async fn concurrent_first_requests_all_succeed(app: TestApp) {
+    let token = app.token("fresh-crowd");
+    let reqs: Vec<_> = (0..30).map(|_| app.get("/v1/me", &token)).collect();
+    for r in futures::future::join_all(reqs).await {
+        let status = r.status();
+        assert_eq!(status, 200, "{}", r.text().await.unwrap());
+    }
+}
+crate::both_backends!(concurrent_first_requests_all_succeed);

@@ -2,6 +2,8 @@
 //! embedded store and the Firestore emulator (`FIRESTORE_EMULATOR_HOST`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_access;
+mod api_admin;
 mod api_analyses;
 mod api_auth;
 mod api_caches;
@@ -9,6 +11,7 @@ mod api_contract;
 mod api_http;
 mod api_idempotency;
 mod api_if_match;
+mod api_keys;
 mod api_personas;
 mod api_profile;
 mod api_store_errors;
