@@ -87,6 +87,7 @@ pub struct HistoryParams {
     /// The `nextCursor` of the previous page (bound to these filters).
     cursor: Option<String>,
     /// Matches `input.persona`; empty means no filter.
+    #[param(max_length = 100)]
     persona: Option<String>,
     #[param(inline)]
     status: Option<Status>,
@@ -110,7 +111,7 @@ pub async fn list_analyses(
     principal.require(Permission::AnalysesRead)?;
     let q = q.into_inner();
     let filter = HistoryFilter {
-        persona: q.persona.filter(|p| !p.is_empty()),
+        persona: persona_param(q.persona)?,
         status: q.status,
         since: list::timestamp_param("since", q.since.as_deref())?,
         until: list::timestamp_param("until", q.until.as_deref())?,
@@ -118,6 +119,17 @@ pub async fn list_analyses(
     let page = PageRequest::new(q.limit, q.cursor)?;
     let result = state.analyses.list(&principal.uid, &filter, &page).await?;
     Ok(list::page_response(&result))
+}
+
+/// A stored `input.persona` has at most 100 characters, so a longer filter is a bad
+/// parameter (and one past 1,500 bytes is one Firestore refuses to query).
+fn persona_param(v: Option<String>) -> AppResult<Option<String>> {
+    match v.filter(|p| !p.is_empty()) {
+        Some(p) if p.chars().count() > 100 => {
+            Err(AppError::BadRequest("persona is at most 100 characters".into()))
+        }
+        other => Ok(other),
+    }
 }
 
 /// One analysis.

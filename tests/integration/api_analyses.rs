@@ -419,6 +419,19 @@ async fn filters_and_cursor_binding(app: TestApp) {
         )
         .await;
     }
+    // No persona is longer than 100 characters; a filter past Firestore's 1,500-byte
+    // limit was a 500 on the emulator.
+    for bad in [
+        format!("persona={}", "x".repeat(101)),
+        format!("persona={}", "x".repeat(5000)),
+    ] {
+        problem(
+            app.get(&format!("/v1/analyses?{bad}"), &token).await,
+            400,
+            "bad_request",
+        )
+        .await;
+    }
     // A cursor only works for the query it came from.
     let page = json_of(app.get("/v1/analyses?persona=A&limit=1", &token).await, 200).await;
     let cursor = page["nextCursor"].as_str().unwrap().to_owned();
