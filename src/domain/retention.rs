@@ -29,10 +29,16 @@ pub fn expired_idempotency(now: Timestamp, page: u32) -> Query {
         .limit(page)
 }
 
-/// The instant `days` before `now` (saturating at the earliest storable time).
+/// The instant `days` before `now` (saturating at the earliest storable time:
+/// a longer retention, e.g. 4,000,000 days, must not become a query Firestore
+/// refuses with "Timestamp seconds exceeds limit").
 pub fn cutoff(now: Timestamp, days: u32) -> Timestamp {
+    let earliest =
+        Timestamp::from_second(crate::store::limits::MIN_TIMESTAMP_SECONDS).unwrap_or(Timestamp::MIN);
     now.checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days)))
-        .unwrap_or(jiff::Timestamp::MIN)
+        .ok()
+        .filter(|t| *t >= earliest)
+        .unwrap_or(earliest)
 }
 
 pub fn query_shapes() -> Vec<(&'static str, Query)> {

@@ -114,6 +114,26 @@ async fn removes_what_has_aged(app: TestApp) {
 }
 crate::both_backends!(purge_removes_what_has_aged, removes_what_has_aged);
 
+/// A retention longer than the storable range (any `u32` of days is accepted by
+/// the configuration) keeps everything; it was a query Firestore refused.
+async fn a_retention_past_year_one_keeps_everything(app: TestApp) {
+    let store = app.store().as_ref();
+    let now = value::now();
+    populate(store, now).await;
+    for dry_run in [true, false] {
+        let spec = Spec {
+            retention_days: 4_000_000,
+            now,
+            dry_run,
+        };
+        let report = purge::run(store, &spec).await.unwrap();
+        assert_eq!((report.analytics, report.idempotency), (0, 2));
+        assert_eq!(report.analytics_cutoff.to_string(), "0001-01-01T00:00:00Z");
+    }
+    assert!(exists(store, "analytics/old1").await);
+}
+crate::both_backends!(purge_long_retention, a_retention_past_year_one_keeps_everything);
+
 /// The service rewrites a record between purge's read and its delete (a key
 /// reused after expiry): the fresh record survives, the rest of the batch goes.
 struct RewriteBeforeFirstCommit {
