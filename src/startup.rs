@@ -101,6 +101,7 @@ impl Application {
                 .wrap(from_fn(http::deadline::middleware))
                 .wrap(http::problems::error_handlers())
                 .wrap(cors(&cors_origins))
+                .wrap(http::problems::cors_rejections())
                 .wrap(from_fn(http::observe::middleware))
                 .wrap(from_fn(http::request_id::middleware))
         })

@@ -20,6 +20,20 @@ pub fn error_handlers<B: 'static>() -> ErrorHandlers<B> {
         })
 }
 
+/// The CORS middleware answers a refused preflight (origin, method or header
+/// not allowed) with a plain-text 400; outside it, this makes that a 400
+/// `bad_request` problem+json too. Every other 400 already is one and is kept.
+pub fn cors_rejections<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().handler(actix_web::http::StatusCode::BAD_REQUEST, |res| {
+        rewrite(
+            res,
+            AppError::BadRequest(
+                "cross-origin request refused: origin, method or headers not allowed".into(),
+            ),
+        )
+    })
+}
+
 fn rewrite<B: 'static>(res: ServiceResponse<B>, err: AppError) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_problem = res
         .headers()

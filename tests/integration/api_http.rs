@@ -203,10 +203,25 @@ async fn cors_allows_only_configured_origins() {
         .request(Method::OPTIONS, app.url("/v1/me"))
         .header("origin", "https://evil.example.com")
         .header("access-control-request-method", "GET")
+        .header("x-request-id", "cors-1")
         .send()
         .await
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
+    // A refused preflight speaks problem+json like every other error (it was a
+    // plain-text 400 from the CORS middleware).
+    let body = problem(res, 400, "bad_request").await;
+    assert_eq!(body["requestId"], "cors-1");
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/me"))
+        .header("origin", "https://app.funnelflow.test")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-not-allowed")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 400, "bad_request").await;
 }
 
 #[tokio::test]
