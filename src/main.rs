@@ -4,11 +4,6 @@ use clap::Parser;
 use funnelflow::cli::{AdminAction, Cli, Command};
 use funnelflow::{Application, Config, commands, telemetry};
 
-/// mimalloc instead of glibc's malloc: allocation was ~20% of the service's
-/// instructions on an uncached read (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
