@@ -574,7 +574,7 @@ impl Analyses {
             .get(&path_or_404(uid, id)?)
             .await?
             .ok_or(AppError::NotFound)?;
-        Versioned::decode(&doc)
+        Versioned::from_doc(doc)
     }
 
     /// One page of history, newest first. Only the unfiltered first page is cached.
@@ -589,7 +589,7 @@ impl Analyses {
             let binding = format!("{uid}|analyses|{}", filter.canonical());
             let q = history_query(&users::Users::path(uid)?, filter);
             let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
-            decode_page(&docs, next)
+            decode_page(docs, next)
         };
         self.first_pages
             .get_or_fetch(uid, key, page, &self.metrics, fetch)
@@ -698,7 +698,7 @@ impl Analyses {
         let (mut items, mut missing) = (Vec::new(), Vec::new());
         for (id, path) in unique.into_iter().zip(paths) {
             match path.and(found.next()).flatten() {
-                Some(d) => items.push(Versioned::decode(&d)?.item),
+                Some(d) => items.push(Versioned::from_doc(d)?.item),
                 None => missing.push(id.clone()),
             }
         }

@@ -297,12 +297,12 @@ fn page_bytes<T: Serialize>(page: &Page<Versioned<T>>) -> u64 {
 
 /// Decodes a page of documents.
 pub fn decode_page<T: DeserializeOwned>(
-    docs: &[Doc],
+    docs: Vec<Doc>,
     next_cursor: Option<String>,
 ) -> AppResult<Page<Versioned<T>>> {
     let items = docs
-        .iter()
-        .map(Versioned::decode)
+        .into_iter()
+        .map(Versioned::from_doc)
         .collect::<AppResult<Vec<_>>>()?;
     Ok(Page { items, next_cursor })
 }

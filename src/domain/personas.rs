@@ -393,7 +393,7 @@ impl Personas {
             .get(&path_or_404(uid, id)?)
             .await?
             .ok_or(AppError::NotFound)?;
-        Versioned::decode(&doc)
+        Versioned::from_doc(doc)
     }
 
     pub async fn list(&self, uid: &str, sort: Sort, page: &PageRequest) -> AppResult<Arc<PersonaPage>> {
@@ -401,7 +401,7 @@ impl Personas {
             let binding = format!("{uid}|personas|sort={}", sort.as_str());
             let q = list_query(&users::Users::path(uid)?, sort);
             let (docs, next) = self.cursors.fetch(self.store.as_ref(), q, page, &binding).await?;
-            decode_page(&docs, next)
+            decode_page(docs, next)
         };
         self.lists
             .get_or_fetch(uid, Some(sort), page, &self.metrics, fetch)
@@ -478,7 +478,7 @@ impl Personas {
                 // What the document holds after the update: no second read for the answer.
                 let mut updated = doc.fields.clone();
                 value::apply_mask(&mut updated, &fields, &mask);
-                let persona: Persona = value::decode_fields(&updated)?;
+                let persona: Persona = value::decode_fields(updated)?;
                 writes.push(
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time)),
                 );

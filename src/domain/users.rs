@@ -533,7 +533,7 @@ impl Users {
 }
 
 fn decode_profile(fields: &Fields) -> AppResult<Profile> {
-    store::value::decode_fields(fields).map_err(AppError::from)
+    store::value::decode_fields(fields.clone()).map_err(AppError::from)
 }
 
 /// A complete new profile for this sign-in.

@@ -19,6 +19,15 @@ impl<T: serde::de::DeserializeOwned> Versioned<T> {
             version: doc.update_time,
         })
     }
+
+    /// [`Versioned::decode`] consuming the document (no copy of its fields).
+    pub fn from_doc(doc: store::Doc) -> AppResult<Self> {
+        let version = doc.update_time;
+        Ok(Self {
+            item: doc.into_decoded()?,
+            version,
+        })
+    }
 }
 
 /// The item just written to `path`, versioned by the commit's update time (no

@@ -79,7 +79,12 @@ impl Doc {
 
     /// Decodes the fields into a domain struct (timestamps via `firestore::FirestoreTimestamp`).
     pub fn decode<T: DeserializeOwned>(&self) -> StoreResult<T> {
-        value::decode_fields(&self.fields)
+        value::decode_fields(self.fields.clone())
+    }
+
+    /// [`Doc::decode`] consuming the document: no copy of its fields.
+    pub fn into_decoded<T: DeserializeOwned>(self) -> StoreResult<T> {
+        value::decode_fields(self.fields)
     }
 
     pub fn field(&self, dotted: &str) -> Option<&Value> {

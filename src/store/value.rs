@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 pub use ::firestore::gcloud_sdk::google::firestore::v1::value::ValueType;
-use ::firestore::gcloud_sdk::google::firestore::v1::{ArrayValue, Document, MapValue};
+use ::firestore::gcloud_sdk::google::firestore::v1::{ArrayValue, MapValue};
 use ::firestore::gcloud_sdk::prost_types;
 pub use ::firestore::gcloud_sdk::prost_types::Timestamp as ProtoTimestamp;
 use serde::Serialize;
@@ -238,14 +238,13 @@ pub(crate) fn encode_fields<T: Serialize>(obj: &T) -> StoreResult<Fields> {
         .map_err(|e| StoreError::Serialization(e.to_string()))
 }
 
-pub(crate) fn decode_fields<T: DeserializeOwned>(fields: &Fields) -> StoreResult<T> {
-    let doc = Document {
-        name: String::new(),
-        fields: fields.clone(),
-        create_time: None,
-        update_time: None,
-    };
-    ::firestore::firestore_document_to_serializable(&doc)
+/// Decodes by value: the fields move into the deserializer, nothing is copied
+/// (`firestore_document_to_serializable` takes a reference and copies every
+/// field first; on a read path that copy was a tenth of the service's CPU).
+/// The crate's bridge otherwise, so types decode exactly as before; only the
+/// crate's synthetic `_firestore_*` fields are absent (no domain type reads them).
+pub(crate) fn decode_fields<T: DeserializeOwned>(fields: Fields) -> StoreResult<T> {
+    T::deserialize(::firestore::FirestoreValue::from(map(fields)))
         .map_err(|e| StoreError::Serialization(e.to_string()))
 }
 
