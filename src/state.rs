@@ -8,6 +8,7 @@ use crate::cache::{CacheBudget, Share};
 use crate::config::Config;
 use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
+use crate::domain::analytics::Analytics;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub users: Users,
     pub analyses: Analyses,
+    pub analytics: Analytics,
     pub personas: Personas,
     pub api_keys: ApiKeys,
     pub admin: AdminService,
@@ -50,6 +52,7 @@ impl AppState {
                 metrics.clone(),
                 budget.bytes(Share::ApiKeys),
             ),
+            analytics: Analytics::new(store.clone(), cursors.clone()),
             admin: AdminService::new(store.clone(), cursors.clone(), users.clone()),
             analyses: Analyses::new(
                 store.clone(),

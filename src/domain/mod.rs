@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod analyses;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod clock;

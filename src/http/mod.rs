@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod created;
 pub mod deadline;
 pub mod etag;
+pub mod events;
 pub mod health;
 pub mod json;
 pub mod list;
@@ -31,6 +32,7 @@ fn resources() -> Vec<routes::Routes> {
     all.extend(personas::resources());
     all.extend(api_keys::resources());
     all.extend(admin::resources());
+    all.extend(events::resources());
     all
 }
 
