@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod clock;
+pub mod erasure;
 pub mod freshness;
 pub mod idempotency;
 pub mod input;

@@ -9,6 +9,7 @@ pub mod created;
 pub mod deadline;
 pub mod etag;
 pub mod events;
+pub mod gdpr;
 pub mod health;
 pub mod json;
 pub mod list;

@@ -8,6 +8,7 @@ mod api_analyses;
 mod api_auth;
 mod api_caches;
 mod api_contract;
+mod api_erasure;
 mod api_events;
 mod api_http;
 mod api_idempotency;
