@@ -32,6 +32,8 @@ pub struct AppState {
     pub erasure: Erasure,
     pub admin: AdminService,
     pub rate_limiter: RateLimiter,
+    /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
+    pub export_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             admin: AdminService::new(store.clone(), cursors, users.clone()),
             analyses,
             personas,
+            export_limiter: RateLimiter::new("export", config.export_rate_limit, 1 << 20),
             rate_limiter: RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits)),
             users,
             config,

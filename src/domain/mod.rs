@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clock;
 pub mod erasure;
+pub mod export;
 pub mod freshness;
 pub mod idempotency;
 pub mod input;

@@ -1,10 +1,17 @@
 //! GDPR data-subject rights: erasure (`DELETE /v1/me`, `DELETE /v1/admin/users/{uid}`).
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use tokio::sync::mpsc;
 
-use super::principal::{Admin, IdTokenPrincipal};
+use super::access::Access;
+use super::routes;
+
+use super::principal::{Admin, IdTokenPrincipal, Permission, Principal};
 use super::request_id;
 use crate::domain::erasure::Erased;
+use crate::domain::{audit, export as dump};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -40,4 +47,73 @@ async fn run(state: &AppState, uid: String, actor: Option<String>) -> AppResult<
         .await
         .map_err(AppError::internal)??;
     Ok(HttpResponse::Ok().json(erased))
+}
+
+pub fn resources() -> Vec<routes::Routes> {
+    vec![routes::resource("/v1/me/export").get(Access::Permission(Permission::ExportRead), export)]
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `json` (default).
+    #[param(pattern = "^json$")]
+    format: Option<String>,
+}
+
+/// Everything held about you (Art. 15/20), streamed as one JSON document:
+/// `{exportedAt, userData, analysisHistory, customPersonas, apiKeys (no
+/// hashes), usageAnalytics, auditTrail}`. Its own rate limit
+/// (`FUNNELFLOW_EXPORT_RATE_LIMIT`); audited.
+#[utoipa::path(get, path = "/v1/me/export", tag = "gdpr", operation_id = "exportMe", params(ExportParams),
+    responses((status = 200, description = "The export, as an attachment", content_type = "application/json",
+        body = Object, headers(("Content-Disposition" = String)))),
+    security(("bearer" = [])))]
+pub async fn export(
+    state: web::Data<AppState>,
+    principal: Principal,
+    q: web::Query<ExportParams>,
+) -> AppResult<HttpResponse> {
+    match q.format.as_deref() {
+        None | Some("json") => {}
+        Some(_) => return Err(AppError::BadRequest("format must be `json`".into())),
+    }
+    let decision = state.export_limiter.check(&principal.uid).await;
+    if !decision.allowed {
+        return Err(AppError::RateLimited {
+            retry_after_secs: decision.reset_secs,
+        });
+    }
+    let profile =
+        serde_json::to_value(principal.account.profile.for_response()).map_err(AppError::internal)?;
+    state
+        .store
+        .commit(vec![audit::record(
+            &principal.uid,
+            "user.export",
+            &format!("users/{}", principal.uid),
+            &request_id::current(),
+            serde_json::json!({"format": "json"}),
+        )?])
+        .await?;
+    // A small channel: the writer waits for the client, so memory stays flat.
+    let (tx, rx) = mpsc::channel(4);
+    let (store, uid) = (state.store.clone(), principal.uid.clone());
+    tokio::spawn(async move {
+        let errors = tx.clone();
+        if let Err(e) = dump::write_json(store, uid, profile, tx).await {
+            tracing::warn!(error = %e, "export stopped");
+            let _ = errors.send(Err(e)).await;
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"funnelflow-export.json\"",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
 }

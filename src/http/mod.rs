@@ -34,6 +34,7 @@ fn resources() -> Vec<routes::Routes> {
     all.extend(api_keys::resources());
     all.extend(admin::resources());
     all.extend(events::resources());
+    all.extend(gdpr::resources());
     all
 }
 

@@ -31,7 +31,7 @@ use super::{admin, analyses, api_keys, events, gdpr, health, me, personas, princ
         api_keys::create, api_keys::list_keys, api_keys::get, api_keys::revoke,
         admin::list_users, admin::get_user, admin::put_subscription, admin::put_role, admin::audit,
         admin::put_system, admin::get_system,
-        events::post_events, events::list_events, gdpr::erase_me, gdpr::erase_user,
+        events::post_events, events::list_events, gdpr::erase_me, gdpr::erase_user, gdpr::export,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, principal::Permission)),
     modifiers(&BearerAuth),
