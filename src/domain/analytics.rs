@@ -40,8 +40,12 @@ fn valid_event_type(s: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn valid_event_data(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), ValidationError> {
-    let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+fn valid_event_data(v: &serde_json::Value) -> Result<(), ValidationError> {
+    // Checked here, not by serde: the strict reader lets `null` through as an empty map.
+    if !v.is_object() {
+        return Err(ValidationError::new("type").with_message("expected an object".into()));
+    }
+    let size = serde_json::to_vec(v).map(|v| v.len()).unwrap_or(usize::MAX);
     if size <= MAX_EVENT_DATA_BYTES {
         Ok(())
     } else {
@@ -68,7 +72,7 @@ pub struct NewEvent {
     /// Any JSON object, at most 8 KiB serialized.
     #[validate(custom(function = "valid_event_data"))]
     #[schema(value_type = Object)]
-    pub event_data: serde_json::Map<String, serde_json::Value>,
+    pub event_data: serde_json::Value,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -233,10 +237,7 @@ fn event_fields(id: &str, uid: &str, e: &NewEvent, origin: &Origin) -> Fields {
     f.insert("eventId".into(), value::string(id));
     f.insert("userId".into(), value::string(uid));
     f.insert("eventType".into(), value::string(e.event_type.clone()));
-    f.insert(
-        "eventData".into(),
-        value::from_json(&serde_json::Value::Object(e.event_data.clone())),
-    );
+    f.insert("eventData".into(), value::from_json(&e.event_data));
     if let Some(s) = &e.session_id {
         f.insert("sessionId".into(), value::string(s.clone()));
     }

@@ -137,6 +137,14 @@ async fn one_bad_event_rejects_the_batch(app: TestApp) {
         ),
         (json!({"events": [{"eventType": "ok"}]}), "events[0].eventData"),
         (
+            json!({"events": [{"eventType": "ok", "eventData": null}]}),
+            "events[0].eventData",
+        ),
+        (
+            json!({"events": [{"eventType": "ok", "eventData": "text"}]}),
+            "events[0].eventData",
+        ),
+        (
             json!({"events": [{"eventType": "ok", "eventData": {}, "sessionId": ""}]}),
             "events[0].sessionId",
         ),
