@@ -8,7 +8,9 @@ use crate::cache::{CacheBudget, Share};
 use crate::config::Config;
 use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
+use crate::domain::analytics::Analytics;
 use crate::domain::api_keys::ApiKeys;
+use crate::domain::erasure::Erasure;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
 use crate::domain::users::Users;
@@ -24,10 +26,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub users: Users,
     pub analyses: Analyses,
+    pub analytics: Analytics,
     pub personas: Personas,
     pub api_keys: ApiKeys,
+    pub erasure: Erasure,
     pub admin: AdminService,
     pub rate_limiter: RateLimiter,
+    /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
+    pub export_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -42,24 +48,36 @@ impl AppState {
         let users = Users::new(store.clone(), metrics.clone(), &budget);
         let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
         let hasher = SecretHasher::new(config.secret.expose())?;
+        let api_keys = ApiKeys::new(
+            store.clone(),
+            cursors.clone(),
+            hasher,
+            metrics.clone(),
+            budget.bytes(Share::ApiKeys),
+        );
+        let analyses = Analyses::new(
+            store.clone(),
+            cursors.clone(),
+            users.clone(),
+            personas.clone(),
+            metrics.clone(),
+            &budget,
+        );
         Ok(Self {
-            api_keys: ApiKeys::new(
+            erasure: Erasure::new(
                 store.clone(),
-                cursors.clone(),
-                hasher,
-                metrics.clone(),
-                budget.bytes(Share::ApiKeys),
-            ),
-            admin: AdminService::new(store.clone(), cursors.clone(), users.clone()),
-            analyses: Analyses::new(
-                store.clone(),
-                cursors,
+                config.secret.expose(),
                 users.clone(),
+                analyses.clone(),
                 personas.clone(),
-                metrics.clone(),
-                &budget,
+                api_keys.clone(),
             ),
+            api_keys,
+            analytics: Analytics::new(store.clone(), cursors.clone()),
+            admin: AdminService::new(store.clone(), cursors, users.clone()),
+            analyses,
             personas,
+            export_limiter: RateLimiter::new("export", config.export_rate_limit, 1 << 20),
             rate_limiter: RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits)),
             users,
             config,

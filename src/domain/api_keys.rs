@@ -472,6 +472,13 @@ impl ApiKeys {
         result
     }
 
+    /// Drops this instance's cached lookup of `key_id` (its owner was erased):
+    /// a lookup racing this cannot store what it read.
+    pub async fn forget(&self, key_id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.lookups.invalidate(key_id).await;
+    }
+
     /// Authenticates a key whose checksum was verified: known, secret matching,
     /// active and unexpired (else 401).
     pub async fn authenticate(&self, key: &ParsedKey<'_>) -> AppResult<KeyGrant> {

@@ -3,9 +3,12 @@
 
 pub mod admin;
 pub mod analyses;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod clock;
+pub mod erasure;
+pub mod export;
 pub mod freshness;
 pub mod idempotency;
 pub mod input;

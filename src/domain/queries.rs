@@ -74,12 +74,15 @@ pub fn required_index(q: &Query) -> RequiredIndex {
 /// functions the services use. The index test walks this list, so a new query
 /// shape must be added here (reviewers: check new `Query::` uses against it).
 pub fn all_shapes() -> Vec<(&'static str, Query)> {
-    use crate::domain::{admin, analyses, api_keys, personas, retention, trends};
+    use crate::domain::{admin, analyses, analytics, api_keys, erasure, export, personas, retention, trends};
     let mut shapes = analyses::query_shapes();
     shapes.extend(personas::query_shapes());
     shapes.extend(trends::query_shapes());
     shapes.extend(retention::query_shapes());
     shapes.extend(api_keys::query_shapes());
     shapes.extend(admin::query_shapes());
+    shapes.extend(analytics::query_shapes());
+    shapes.extend(erasure::query_shapes());
+    shapes.extend(export::query_shapes());
     shapes
 }

@@ -355,6 +355,15 @@ impl Users {
         Ok(profile)
     }
 
+    /// The profile `sign_in` would get, not stored: the caller of an erasure
+    /// whose user document is already gone (nothing may re-create it).
+    pub fn unprovisioned(sign_in: &SignIn) -> AppResult<Account> {
+        Ok(Account {
+            profile: decode_profile(&default_fields(sign_in)?)?,
+            version: crate::store::value::now(),
+        })
+    }
+
     /// A profile by uid (no provisioning), through the cache.
     pub async fn get(&self, uid: &str) -> AppResult<Option<Arc<Account>>> {
         if let Some(p) = self.cache.get(uid, &(), &self.metrics).await {

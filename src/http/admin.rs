@@ -17,7 +17,9 @@ use crate::state::AppState;
 pub fn resources() -> Vec<routes::Routes> {
     vec![
         routes::resource("/v1/admin/users").get(Access::Admin, list_users),
-        routes::resource("/v1/admin/users/{uid}").get(Access::Admin, get_user),
+        routes::resource("/v1/admin/users/{uid}")
+            .get(Access::Admin, get_user)
+            .delete(Access::Admin, super::gdpr::erase_user),
         routes::resource("/v1/admin/users/{uid}/subscription").put(Access::Admin, put_subscription),
         routes::resource("/v1/admin/users/{uid}/role").put(Access::Admin, put_role),
         routes::resource("/v1/admin/audit").get(Access::Admin, audit),

@@ -16,7 +16,8 @@ pub fn resources() -> Vec<routes::Routes> {
     vec![
         routes::resource("/v1/me")
             .get(Permission(ProfileRead), get_me)
-            .patch(IdTokenOnly, patch_me),
+            .patch(IdTokenOnly, patch_me)
+            .delete(IdTokenOnly, super::gdpr::erase_me),
         routes::resource("/v1/me/subscription").get(Permission(ProfileRead), get_subscription),
     ]
 }

@@ -8,6 +8,8 @@ pub mod api_keys;
 pub mod created;
 pub mod deadline;
 pub mod etag;
+pub mod events;
+pub mod gdpr;
 pub mod health;
 pub mod json;
 pub mod list;
@@ -31,6 +33,8 @@ fn resources() -> Vec<routes::Routes> {
     all.extend(personas::resources());
     all.extend(api_keys::resources());
     all.extend(admin::resources());
+    all.extend(events::resources());
+    all.extend(gdpr::resources());
     all
 }
 

@@ -15,7 +15,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::access::Access;
-use super::{admin, analyses, api_keys, health, me, personas, principal};
+use super::{admin, analyses, api_keys, events, gdpr, health, me, personas, principal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{admin, analyses, api_keys, health, me, personas, principal};
         api_keys::create, api_keys::list_keys, api_keys::get, api_keys::revoke,
         admin::list_users, admin::get_user, admin::put_subscription, admin::put_role, admin::audit,
         admin::put_system, admin::get_system,
+        events::post_events, events::list_events, gdpr::erase_me, gdpr::erase_user, gdpr::export,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, principal::Permission)),
     modifiers(&BearerAuth),

@@ -227,7 +227,17 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         provider,
         auth_time: claims.auth_time,
     };
-    let account = state.users.profile_for(&sign_in).await?;
+    // Erasing oneself is exempt from the tombstone (an interrupted erasure is
+    // finished by calling again) and must not re-create the profile it deletes.
+    let account = if is_self_erasure(req) {
+        match state.users.get(&sign_in.uid).await? {
+            Some(a) => a,
+            None => Arc::new(Users::unprovisioned(&sign_in)?),
+        }
+    } else {
+        state.erasure.check_token(&sign_in.uid, sign_in.auth_time).await?;
+        state.users.profile_for(&sign_in).await?
+    };
     Ok(Principal {
         uid: claims.sub.clone(),
         credential: Credential::IdToken {
@@ -235,6 +245,11 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         },
         account,
     })
+}
+
+/// `DELETE /v1/me`.
+fn is_self_erasure(req: &HttpRequest) -> bool {
+    req.method() == actix_web::http::Method::DELETE && req.match_pattern().as_deref() == Some("/v1/me")
 }
 
 /// An API key: checksum first (a mistyped or made-up key costs no store read),

@@ -12,7 +12,7 @@ async fn method_not_allowed_lists_the_allowed_methods() {
     let app = spawn_app(Backend::Embedded).await;
     let token = app.token("allow");
     for (method, path, allow) in [
-        (Method::PUT, "/v1/me", "GET, PATCH"),
+        (Method::PUT, "/v1/me", "GET, PATCH, DELETE"),
         (Method::TRACE, "/healthz", "GET"),
         (Method::DELETE, "/v1/analyses", "GET, POST"),
         (Method::PUT, "/v1/analyses/abc", "GET, PATCH, DELETE"),

@@ -1,0 +1,287 @@
+//! GDPR erasure (Art. 17): everything under `users/{uid}` is deleted, analytics
+//! pseudonymized, audit records re-pointed at the pseudonym, caches dropped, and
+//! a tombstone refuses tokens issued before the erasure.
+//!
+//! - **Order.** Tombstone first (from then on old tokens are refused and nothing
+//!   re-provisions the account), then every descendant document (one
+//!   all-descendants listing: unknown, nested and parentless subcollections too)
+//!   in commits of 500 with bounded concurrency and backoff, then analytics and
+//!   audit records, then the user document last. An erasure stopped anywhere is
+//!   finished by calling again; a finished one answers zero counts.
+//! - **The tombstone** is `tombstones/{pseudonym}`: a root collection, so the
+//!   erasure (which deletes everything under `users/{uid}`) never deletes it, and
+//!   keyed by the pseudonym so it holds no uid. `erasedAt` is the commit time of
+//!   the latest erasure; an ID token whose `auth_time` is before it is 401
+//!   `account_deleted`; a later sign-in starts a fresh account.
+//! - **`deleted.other`** counts documents in subcollections the code does not
+//!   know (also below known documents, e.g. `analyses/*/comments/*`). The
+//!   service's own bookkeeping (`personaCounter`, `apiKeyCounter`, `trendDays`,
+//!   `idempotency`) is deleted but not counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use hmac::{Hmac, Mac};
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::analyses::{self, Analyses};
+use super::api_keys::{self, ApiKeys};
+use super::personas::{self, Personas};
+use super::retention::ANALYTICS_COLLECTION;
+use super::users::{self, Users};
+use super::{analytics, audit, idempotency, persona_counter, trends};
+use crate::error::{AppError, AppResult};
+use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, value};
+
+pub const TOMBSTONES: &str = "tombstones";
+/// Commits in flight at once while deleting.
+const CONCURRENCY: usize = 4;
+/// How long an instance trusts what it read of a user's tombstone.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct DeletedCounts {
+    pub analyses: u64,
+    pub personas: u64,
+    #[serde(rename = "apiKeys")]
+    pub api_keys: u64,
+    /// Documents in subcollections the service does not know.
+    pub other: u64,
+}
+
+/// The answer to an erasure.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Erased {
+    pub deleted: DeletedCounts,
+    pub analytics_anonymized: u64,
+}
+
+#[derive(Clone)]
+pub struct Erasure {
+    store: Arc<dyn Store>,
+    key: Arc<Vec<u8>>,
+    users: Users,
+    analyses: Analyses,
+    personas: Personas,
+    api_keys: ApiKeys,
+    /// uid → `erasedAt` of its tombstone (if any).
+    tombstones: Cache<String, Option<Timestamp>>,
+}
+
+impl Erasure {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secret: &str,
+        users: Users,
+        analyses: Analyses,
+        personas: Personas,
+        api_keys: ApiKeys,
+    ) -> Self {
+        Self {
+            store,
+            key: Arc::new(secret.as_bytes().to_vec()),
+            users,
+            analyses,
+            personas,
+            api_keys,
+            tombstones: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOMBSTONE_TTL)
+                .build(),
+        }
+    }
+
+    /// The stable one-way pseudonym of `uid` (keyed with `FUNNELFLOW_SECRET`).
+    pub fn pseudonym(&self, uid: &str) -> String {
+        #[allow(clippy::expect_used)] // HMAC takes keys of any length
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"funnelflow erasure pseudonym\0");
+        mac.update(uid.as_bytes());
+        let out = mac.finalize().into_bytes();
+        format!("anon_{}", hex::encode(&out[..16]))
+    }
+
+    fn tombstone_path(&self, uid: &str) -> AppResult<DocPath> {
+        Ok(DocPath::root(TOMBSTONES, &self.pseudonym(uid))?)
+    }
+
+    /// 401 `account_deleted` when `uid` was erased after the token's sign-in.
+    pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<()> {
+        let erased_at = match self.tombstones.get(uid).await {
+            Some(t) => t,
+            None => {
+                let t = self
+                    .store
+                    .get(&self.tombstone_path(uid)?)
+                    .await?
+                    .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
+                self.tombstones.insert(uid.to_owned(), t).await;
+                t
+            }
+        };
+        match erased_at {
+            Some(t) if jiff::Timestamp::from_second(auth_time).is_ok_and(|a| a < t) => {
+                Err(AppError::AccountDeleted)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn drop_caches(&self, uid: &str, key_ids: &[String]) {
+        self.users.invalidate(uid).await;
+        self.analyses.invalidate(uid).await;
+        self.personas.invalidate(uid).await;
+        for k in key_ids {
+            self.api_keys.forget(k).await;
+        }
+    }
+
+    /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
+    pub async fn erase(&self, uid: &str, actor: Option<&str>, request_id: &str) -> AppResult<Erased> {
+        let user = users::Users::path(uid)?;
+        let pseudonym = self.pseudonym(uid);
+        // 1. The tombstone: from its commit on, older tokens are refused.
+        let mut t = Fields::new();
+        t.insert("kind".into(), value::string("erasure"));
+        let committed = self
+            .store
+            .commit(vec![
+                Write::set(self.tombstone_path(uid)?, t).server_time("erasedAt"),
+            ])
+            .await?;
+        self.tombstones
+            .insert(uid.to_owned(), Some(committed.commit_time))
+            .await;
+        self.users.invalidate(uid).await;
+
+        // 2. Everything below the user document, whatever its collection or depth.
+        let paths = self.store.descendants(&user).await?;
+        let mut counts = DeletedCounts::default();
+        let mut key_ids = Vec::new();
+        for p in &paths {
+            let direct = p.parent().is_some_and(|d| d == user);
+            match p.collection_id() {
+                analyses::COLLECTION if direct => counts.analyses += 1,
+                personas::COLLECTION if direct => counts.personas += 1,
+                api_keys::COLLECTION if direct => {
+                    counts.api_keys += 1;
+                    key_ids.push(p.id().to_owned());
+                }
+                persona_counter::COLLECTION
+                | api_keys::COUNTER_COLLECTION
+                | trends::COLLECTION
+                | idempotency::COLLECTION
+                    if direct => {}
+                _ => counts.other += 1,
+            }
+        }
+        let chunks: Vec<Vec<Write>> = paths
+            .chunks(store::MAX_WRITES_PER_COMMIT)
+            .map(|c| c.iter().cloned().map(Write::delete).collect())
+            .collect();
+        futures::stream::iter(chunks)
+            .map(|writes| {
+                let store = self.store.clone();
+                async move { store::commit_chunked(store.as_ref(), writes).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        // 3. Analytics: the pseudonym instead of the uid; address and user agent removed.
+        let mut anonymized = 0u64;
+        loop {
+            let page = self
+                .store
+                .query(&analytics::user_query(uid).limit(store::MAX_WRITES_PER_COMMIT as u32))
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            anonymized += page.len() as u64;
+            let writes = page
+                .iter()
+                .map(|d| {
+                    let mut f = Fields::new();
+                    f.insert("userId".into(), value::string(pseudonym.clone()));
+                    Write::update(
+                        d.path.clone(),
+                        f,
+                        vec!["userId".into(), "ip".into(), "userAgent".into()],
+                    )
+                })
+                .collect();
+            store::commit_chunked(self.store.as_ref(), writes).await?;
+        }
+
+        // 4. Audit records that name the uid name the pseudonym instead.
+        self.repoint_audit(uid, &pseudonym).await?;
+        let actor = actor.map_or_else(|| pseudonym.clone(), str::to_owned);
+        let record = audit::record(
+            &actor,
+            "user.erase",
+            &format!("{}/{pseudonym}", users::COLLECTION),
+            request_id,
+            serde_json::to_value(&counts).map_err(AppError::internal)?,
+        )?;
+
+        // 5. The user document last: until it is gone, calling again finishes the job.
+        self.store
+            .commit(vec![record, Write::delete(user.clone())])
+            .await?;
+        self.drop_caches(uid, &key_ids).await;
+        Ok(Erased {
+            deleted: counts,
+            analytics_anonymized: anonymized,
+        })
+    }
+
+    async fn repoint_audit(&self, uid: &str, pseudonym: &str) -> AppResult<()> {
+        let as_target = format!("{}/{uid}", users::COLLECTION);
+        let to_target = format!("{}/{pseudonym}", users::COLLECTION);
+        for (field, from, to) in [
+            ("actor", uid.to_owned(), pseudonym.to_owned()),
+            ("target", as_target, to_target.clone()),
+            ("target", uid.to_owned(), to_target),
+        ] {
+            loop {
+                let q = Query::collection(None, audit::COLLECTION)
+                    .filter(field, Op::Eq, value::string(from.clone()))
+                    .limit(store::MAX_WRITES_PER_COMMIT as u32);
+                let page = self.store.query(&q).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let writes = page
+                    .iter()
+                    .map(|d| {
+                        let mut f = Fields::new();
+                        f.insert(field.into(), value::string(to.clone()));
+                        Write::update(d.path.clone(), f, vec![field.into()])
+                    })
+                    .collect();
+                store::commit_chunked(self.store.as_ref(), writes).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The analytics collection erasure rewrites (for the index registry: all its
+/// queries are single-field equalities, served by automatic indexes).
+pub fn query_shapes() -> Vec<(&'static str, Query)> {
+    vec![
+        (
+            "erasure: audit records naming a user",
+            Query::collection(None, audit::COLLECTION).filter("actor", Op::Eq, value::string("x")),
+        ),
+        (
+            "erasure: analytics of a user",
+            Query::collection(None, ANALYTICS_COLLECTION).filter("userId", Op::Eq, value::string("x")),
+        ),
+    ]
+}

@@ -1,0 +1,119 @@
+//! GDPR data-subject rights: erasure (`DELETE /v1/me`, `DELETE /v1/admin/users/{uid}`).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::access::Access;
+use super::routes;
+
+use super::principal::{Admin, IdTokenPrincipal, Permission, Principal};
+use super::request_id;
+use crate::domain::erasure::Erased;
+use crate::domain::{audit, export as dump};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Erase your account (Art. 17): every document under your user document
+/// (known or not), share links, analytics pseudonymized, caches; older tokens
+/// are then 401 `account_deleted`. Idempotent and resumable: calling again
+/// finishes an interrupted erasure, and a finished one answers zero counts.
+#[utoipa::path(delete, path = "/v1/me", tag = "gdpr", operation_id = "eraseMe",
+    responses((status = 200, description = "Erased (counts of what this call deleted)", body = Erased)),
+    security(("bearer" = [])))]
+pub async fn erase_me(state: web::Data<AppState>, principal: IdTokenPrincipal) -> AppResult<HttpResponse> {
+    run(&state, principal.uid.clone(), None).await
+}
+
+/// Erase a user on their behalf (the same as `DELETE /v1/me`).
+#[utoipa::path(delete, path = "/v1/admin/users/{uid}", tag = "admin", operation_id = "adminEraseUser",
+    responses((status = 200, description = "Erased (counts of what this call deleted)", body = Erased)),
+    security(("bearer" = [])))]
+pub async fn erase_user(
+    state: web::Data<AppState>,
+    admin: Admin,
+    uid: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    run(&state, uid.into_inner(), Some(admin.uid.clone())).await
+}
+
+/// Runs the erasure in a task of its own: a client that disconnects does not
+/// stop it half-way (calling again would finish it, but why make them).
+async fn run(state: &AppState, uid: String, actor: Option<String>) -> AppResult<HttpResponse> {
+    let erasure = state.erasure.clone();
+    let request_id = request_id::current();
+    let erased = tokio::spawn(async move { erasure.erase(&uid, actor.as_deref(), &request_id).await })
+        .await
+        .map_err(AppError::internal)??;
+    Ok(HttpResponse::Ok().json(erased))
+}
+
+pub fn resources() -> Vec<routes::Routes> {
+    vec![routes::resource("/v1/me/export").get(Access::Permission(Permission::ExportRead), export)]
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `json` (default).
+    #[param(pattern = "^json$")]
+    format: Option<String>,
+}
+
+/// Everything held about you (Art. 15/20), streamed as one JSON document:
+/// `{exportedAt, userData, analysisHistory, customPersonas, apiKeys (no
+/// hashes), usageAnalytics, auditTrail}`. Its own rate limit
+/// (`FUNNELFLOW_EXPORT_RATE_LIMIT`); audited.
+#[utoipa::path(get, path = "/v1/me/export", tag = "gdpr", operation_id = "exportMe", params(ExportParams),
+    responses((status = 200, description = "The export, as an attachment", content_type = "application/json",
+        body = Object, headers(("Content-Disposition" = String)))),
+    security(("bearer" = [])))]
+pub async fn export(
+    state: web::Data<AppState>,
+    principal: Principal,
+    q: web::Query<ExportParams>,
+) -> AppResult<HttpResponse> {
+    match q.format.as_deref() {
+        None | Some("json") => {}
+        Some(_) => return Err(AppError::BadRequest("format must be `json`".into())),
+    }
+    let decision = state.export_limiter.check(&principal.uid).await;
+    if !decision.allowed {
+        return Err(AppError::RateLimited {
+            retry_after_secs: decision.reset_secs,
+        });
+    }
+    let profile =
+        serde_json::to_value(principal.account.profile.for_response()).map_err(AppError::internal)?;
+    state
+        .store
+        .commit(vec![audit::record(
+            &principal.uid,
+            "user.export",
+            &format!("users/{}", principal.uid),
+            &request_id::current(),
+            serde_json::json!({"format": "json"}),
+        )?])
+        .await?;
+    // A small channel: the writer waits for the client, so memory stays flat.
+    let (tx, rx) = mpsc::channel(4);
+    let (store, uid) = (state.store.clone(), principal.uid.clone());
+    tokio::spawn(async move {
+        let errors = tx.clone();
+        if let Err(e) = dump::write_json(store, uid, profile, tx).await {
+            tracing::warn!(error = %e, "export stopped");
+            let _ = errors.send(Err(e)).await;
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"funnelflow-export.json\"",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+}

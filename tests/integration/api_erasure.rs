@@ -1,0 +1,246 @@
+//! GDPR erasure through real HTTP: nothing left under `users/{uid}` (unknown,
+//! nested and parentless subcollections too), share links gone, analytics
+//! pseudonymized, audit records without the uid, tombstone refusing old tokens
+//! and keys while a later sign-in starts afresh; idempotent; admins only for others.
+
+use funnelflow::store::{DocPath, Fields, Query, Write, value};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api_access::make_admin;
+use crate::api_analyses::new_analysis;
+use crate::api_events::stored_events;
+use crate::api_keys::{all_permissions, key_with};
+use crate::api_personas::new_persona;
+use crate::app::{TestApp, json_of, problem};
+
+fn ev(t: &str) -> Value {
+    json!({"eventType": t, "eventData": {"k": 1}})
+}
+
+async fn inject(app: &TestApp, path: &str) {
+    let mut f = Fields::new();
+    f.insert("note".into(), value::string("unknown to the service"));
+    app.store()
+        .commit(vec![Write::set(DocPath::parse(path).unwrap(), f)])
+        .await
+        .unwrap();
+}
+
+/// A user with a bit of everything; returns (an analysis share token, an API key).
+async fn populate(app: &TestApp, uid: &str, token: &str) -> (String, String) {
+    let mut first = String::new();
+    for i in 0..3 {
+        let a = json_of(
+            app.post("/v1/analyses", token, &new_analysis("completed", "founder"))
+                .await,
+            201,
+        )
+        .await;
+        if i == 0 {
+            first = a["analysisId"].as_str().unwrap().to_owned();
+        }
+    }
+    for n in ["One", "Two"] {
+        json_of(app.post("/v1/personas", token, &new_persona(n)).await, 201).await;
+    }
+    let key = key_with(app, token, &all_permissions()).await;
+    key_with(app, token, &["events:write"]).await;
+    json_of(
+        app.post("/v1/events", token, &json!({"events": [ev("a"), ev("b")]}))
+            .await,
+        202,
+    )
+    .await;
+    json_of(
+        app.patch("/v1/me", token, &json!({"preferences": {"theme": "dark"}}))
+            .await,
+        200,
+    )
+    .await;
+    let share = json_of(
+        app.request(Method::POST, &format!("/v1/analyses/{first}/share"), Some(token))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    // Documents the service does not know: a subcollection, one below an
+    // analysis, and one under a parent document that does not exist.
+    inject(app, &format!("users/{uid}/mystery/m1")).await;
+    inject(app, &format!("users/{uid}/analyses/{first}/comments/c1")).await;
+    inject(app, &format!("users/{uid}/ghost/missing/deep/d1")).await;
+    (share["shareToken"].as_str().unwrap().to_owned(), key)
+}
+
+async fn nothing_left(app: &TestApp, uid: &str) {
+    let user = DocPath::root("users", uid).unwrap();
+    assert!(app.store().get(&user).await.unwrap().is_none());
+    assert_eq!(
+        app.store().descendants(&user).await.unwrap(),
+        Vec::<DocPath>::new()
+    );
+    assert!(app.store().list_collection_ids(&user).await.unwrap().is_empty());
+    let missing = DocPath::parse(&format!("users/{uid}/ghost/missing")).unwrap();
+    assert!(
+        app.store()
+            .list_collection_ids(&missing)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn self_erasure_leaves_nothing_behind(app: TestApp) {
+    let (token, other) = (app.token("gone"), app.token("kept"));
+    let (share, key) = populate(&app, "gone", &token).await;
+    json_of(
+        app.post("/v1/analyses", &other, &new_analysis("completed", "founder"))
+            .await,
+        201,
+    )
+    .await;
+    json_of(
+        app.post("/v1/events", &other, &json!({"events": [ev("c")]}))
+            .await,
+        202,
+    )
+    .await;
+    json_of(
+        app.get(&format!("/v1/shared/analyses/{share}"), &other).await,
+        200,
+    )
+    .await;
+
+    // API keys may never erase.
+    let r = app
+        .request(Method::DELETE, "/v1/me", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "forbidden").await;
+
+    let erased = json_of(app.delete("/v1/me", &token).await, 200).await;
+    assert_eq!(
+        erased,
+        json!({"deleted": {"analyses": 3, "personas": 2, "apiKeys": 2, "other": 3}, "analyticsAnonymized": 2})
+    );
+    nothing_left(&app, "gone").await;
+    // Share link, old token, old key: gone; the old token provisions nothing.
+    problem(
+        app.get(&format!("/v1/shared/analyses/{share}"), &other).await,
+        404,
+        "not_found",
+    )
+    .await;
+    problem(app.get("/v1/me", &token).await, 401, "account_deleted").await;
+    problem(app.get("/v1/analyses", &token).await, 401, "account_deleted").await;
+    let r = app
+        .request(Method::GET, "/v1/me", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "unauthenticated").await;
+    nothing_left(&app, "gone").await;
+
+    // Analytics: one pseudonym, no address, no user agent; the other user's untouched.
+    let events = stored_events(&app).await;
+    assert_eq!(events.len(), 3);
+    let mine: Vec<_> = events
+        .iter()
+        .filter(|d| value::as_str(d.field("userId").unwrap()) != Some("kept"))
+        .collect();
+    assert_eq!(mine.len(), 2);
+    let pseudonym = value::as_str(mine[0].field("userId").unwrap())
+        .unwrap()
+        .to_owned();
+    assert!(pseudonym.starts_with("anon_") && !pseudonym.contains("gone"));
+    for d in &mine {
+        assert_eq!(
+            value::as_str(d.field("userId").unwrap()),
+            Some(pseudonym.as_str())
+        );
+        assert!(d.field("ip").is_none() && d.field("userAgent").is_none());
+    }
+    let kept = events
+        .iter()
+        .find(|d| value::as_str(d.field("userId").unwrap()) == Some("kept"))
+        .unwrap();
+    assert!(kept.field("ip").is_some());
+    assert_eq!(
+        json_of(app.get("/v1/analyses", &other).await, 200).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Audit records name the pseudonym, never the uid.
+    let audit = app
+        .store()
+        .query(&Query::collection(None, "auditLogs"))
+        .await
+        .unwrap();
+    let all = format!("{audit:?}");
+    assert!(!all.contains("\"gone\"") && !all.contains("users/gone"), "{all}");
+    assert!(audit.iter().any(
+        |d| value::as_str(d.field("action").unwrap()) == Some("user.erase")
+            && value::as_str(d.field("target").unwrap()) == Some(format!("users/{pseudonym}").as_str())
+    ));
+
+    // Again: zeros, nothing re-created.
+    let again = json_of(app.delete("/v1/me", &token).await, 200).await;
+    assert_eq!(
+        again,
+        json!({"deleted": {"analyses": 0, "personas": 0, "apiKeys": 0, "other": 0}, "analyticsAnonymized": 0})
+    );
+    nothing_left(&app, "gone").await;
+
+    // A sign-in after the erasure starts a fresh, empty account.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = app.token_with("gone", |c| {
+        c["auth_time"] = json!(jiff::Timestamp::now().as_second())
+    });
+    let me = json_of(app.get("/v1/me", &fresh).await, 200).await;
+    assert_eq!(me["preferences"]["theme"], "system");
+    assert!(
+        json_of(app.get("/v1/analyses", &fresh).await, 200).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    problem(app.get("/v1/me", &token).await, 401, "account_deleted").await;
+}
+crate::both_backends!(self_erasure_leaves_nothing_behind);
+
+async fn admins_erase_on_behalf(app: TestApp) {
+    let (admin, victim, plain) = (app.token("dpo"), app.token("subject"), app.token("plain"));
+    json_of(app.get("/v1/me", &admin).await, 200).await;
+    make_admin(&app, "dpo").await;
+    populate(&app, "subject", &victim).await;
+    problem(
+        app.delete("/v1/admin/users/subject", &plain).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let key = key_with(&app, &admin, &all_permissions()).await;
+    let r = app
+        .request(Method::DELETE, "/v1/admin/users/subject", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "forbidden").await;
+    json_of(app.get("/v1/me", &victim).await, 200).await;
+    let erased = json_of(app.delete("/v1/admin/users/subject", &admin).await, 200).await;
+    assert_eq!(
+        erased["deleted"],
+        json!({"analyses": 3, "personas": 2, "apiKeys": 2, "other": 3})
+    );
+    nothing_left(&app, "subject").await;
+    problem(app.get("/v1/me", &victim).await, 401, "account_deleted").await;
+    // The admin is untouched.
+    json_of(app.get("/v1/me", &admin).await, 200).await;
+}
+crate::both_backends!(admins_erase_on_behalf);

@@ -1,0 +1,152 @@
+//! GDPR export (JSON) through real HTTP: exact sections and counts across
+//! several store pages, nobody else's data, no stored hash, an attachment,
+//! its own rate limit.
+
+use funnelflow::store::{DocPath, Fields, Write, value};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api_analyses::new_analysis;
+use crate::api_keys::key_with;
+use crate::api_personas::new_persona;
+use crate::app::{Backend, TestApp, json_of, problem, spawn_app_with};
+
+async fn export_of(app: &TestApp, token: &str) -> Value {
+    let res = app.get("/v1/me/export?format=json", token).await;
+    assert_eq!(res.status(), 200);
+    let cd = res.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(cd.starts_with("attachment"), "{cd}");
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("secretHash"), "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn export_holds_everything_and_only_mine(app: TestApp) {
+    let (token, other) = (app.token("exporter"), app.token("stranger"));
+    for _ in 0..2 {
+        json_of(
+            app.post("/v1/analyses", &token, &new_analysis("completed", "founder"))
+                .await,
+            201,
+        )
+        .await;
+    }
+    json_of(app.post("/v1/personas", &token, &new_persona("Mine")).await, 201).await;
+    let key = key_with(&app, &token, &["export:read"]).await;
+    json_of(
+        app.post(
+            "/v1/events",
+            &token,
+            &json!({"events": [{"eventType": "a", "eventData": {}}, {"eventType": "b", "eventData": {}}]}),
+        )
+        .await,
+        202,
+    )
+    .await;
+    json_of(
+        app.patch("/v1/me", &token, &json!({"preferences": {"theme": "dark"}}))
+            .await,
+        200,
+    )
+    .await;
+    json_of(
+        app.post(
+            "/v1/analyses",
+            &other,
+            &new_analysis("completed", "stranger-persona"),
+        )
+        .await,
+        201,
+    )
+    .await;
+    json_of(
+        app.post("/v1/personas", &other, &new_persona("Theirs")).await,
+        201,
+    )
+    .await;
+    // More analyses than one store page holds.
+    let writes: Vec<Write> = (0..450)
+        .map(|i| {
+            let mut f = Fields::new();
+            f.insert("analysisId".into(), value::string(format!("bulk{i:04}")));
+            f.insert("userId".into(), value::string("exporter"));
+            Write::set(
+                DocPath::parse(&format!("users/exporter/analyses/bulk{i:04}")).unwrap(),
+                f,
+            )
+        })
+        .collect();
+    app.store().commit(writes).await.unwrap();
+
+    let e = export_of(&app, &token).await;
+    let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = vec![
+        "exportedAt",
+        "userData",
+        "analysisHistory",
+        "customPersonas",
+        "apiKeys",
+        "usageAnalytics",
+        "auditTrail",
+    ];
+    let mut got = keys.clone();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(e["userData"]["preferences"]["theme"], "dark");
+    assert_eq!(e["analysisHistory"].as_array().unwrap().len(), 452);
+    let ids: std::collections::HashSet<&str> = e["analysisHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["analysisId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 452);
+    assert_eq!(e["customPersonas"].as_array().unwrap().len(), 1);
+    assert_eq!(e["customPersonas"][0]["name"], "Mine");
+    assert_eq!(e["apiKeys"].as_array().unwrap().len(), 1);
+    assert_eq!(e["usageAnalytics"].as_array().unwrap().len(), 2);
+    assert!(
+        e["auditTrail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "profile.update")
+    );
+    let text = e.to_string();
+    assert!(!text.contains("stranger") && !text.contains("Theirs"), "{text}");
+
+    // An API key with export:read may export; the export is audited.
+    let r = app
+        .request(Method::GET, "/v1/me/export", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let again = export_of(&app, &token).await;
+    assert!(
+        again["auditTrail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "user.export")
+    );
+    problem(
+        app.get("/v1/me/export?format=xml", &token).await,
+        400,
+        "bad_request",
+    )
+    .await;
+}
+crate::both_backends!(export_holds_everything_and_only_mine);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_has_its_own_rate_limit() {
+    let app = spawn_app_with(Backend::Embedded, &[("FUNNELFLOW_EXPORT_RATE_LIMIT", "2/1h")]).await;
+    let token = app.token("eager");
+    export_of(&app, &token).await;
+    export_of(&app, &token).await;
+    problem(app.get("/v1/me/export", &token).await, 429, "rate_limited").await;
+    // Other routes are not limited by it.
+    json_of(app.get("/v1/me", &token).await, 200).await;
+}
