@@ -38,6 +38,15 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Whom a rate limit's quota is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Each instance allows the whole quota (N instances: up to N× it).
+    Instance,
+    /// The instances share the quota: each allows `ceil(quota / live instances)`.
+    Global,
+}
+
 /// `N` requests per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSpec {
@@ -120,6 +129,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "FUNNELFLOW_CORS_ORIGINS",
     "FUNNELFLOW_RATE_LIMIT",
     "FUNNELFLOW_EXPORT_RATE_LIMIT",
+    "FUNNELFLOW_RATE_LIMIT_SCOPE",
     "FUNNELFLOW_ANALYTICS_RETENTION_DAYS",
     "FUNNELFLOW_TRUST_PROXY",
     "FUNNELFLOW_LOG_FORMAT",
@@ -151,6 +161,7 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub rate_limit: RateSpec,
     pub export_rate_limit: RateSpec,
+    pub rate_limit_scope: RateScope,
     pub analytics_retention_days: u32,
     pub trust_proxy: bool,
     pub log_format: LogFormat,
@@ -310,6 +321,18 @@ impl Config {
         };
         let rate_limit = rate("FUNNELFLOW_RATE_LIMIT", "100/10s")?;
         let export_rate_limit = rate("FUNNELFLOW_EXPORT_RATE_LIMIT", "5/1h")?;
+        let rate_limit_scope = match var("FUNNELFLOW_RATE_LIMIT_SCOPE").as_deref() {
+            Some("instance") => RateScope::Instance,
+            Some("global") => RateScope::Global,
+            Some(other) => {
+                return Err(err(format!(
+                    "FUNNELFLOW_RATE_LIMIT_SCOPE must be `instance` or `global`, got {other:?}"
+                )));
+            }
+            // Cloud Run scales out: there the configured figure means the service's.
+            None if on_cloud_run => RateScope::Global,
+            None => RateScope::Instance,
+        };
         let analytics_retention_days = match var("FUNNELFLOW_ANALYTICS_RETENTION_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| {
                 err(format!(
@@ -376,6 +399,7 @@ impl Config {
             cors_origins,
             rate_limit,
             export_rate_limit,
+            rate_limit_scope,
             analytics_retention_days,
             trust_proxy,
             log_format,
@@ -468,6 +492,23 @@ mod tests {
                 window: Duration::from_secs(3600)
             }
         );
+        Ok(())
+    }
+
+    #[test]
+    fn rate_limit_scope_is_global_on_cloud_run_unless_set() -> Result<(), ConfigError> {
+        assert_eq!(cfg(&[])?.rate_limit_scope, RateScope::Instance);
+        let cloud_run = [
+            ("K_SERVICE", "funnelflow"),
+            ("FUNNELFLOW_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret"),
+            ("FUNNELFLOW_AUTH", "firebase"),
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+        ];
+        assert_eq!(cfg(&cloud_run)?.rate_limit_scope, RateScope::Global);
+        let mut local = cloud_run.to_vec();
+        local.push(("FUNNELFLOW_RATE_LIMIT_SCOPE", "instance"));
+        assert_eq!(cfg(&local)?.rate_limit_scope, RateScope::Instance);
+        assert!(cfg(&[("FUNNELFLOW_RATE_LIMIT_SCOPE", "cluster")]).is_err());
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::auth::TokenVerifier;
 use crate::cache::{CacheBudget, Share};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, RateScope, StoreKind};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -43,6 +43,8 @@ pub struct Application {
     /// `/metrics` alone, on `FUNNELFLOW_METRICS_PORT`, when configured.
     metrics: Option<(u16, Server)>,
     state: AppState,
+    /// Keeps this instance counted while it serves (global rate limits).
+    presence: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -79,6 +81,8 @@ impl Application {
                 Err(e) => tracing::error!(error = %e, "migrations not applied; the store may be unavailable"),
             }
         }
+
+        let presence = (config.rate_limit_scope == RateScope::Global).then(|| state.presence.clone().spawn());
 
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -119,6 +123,7 @@ impl Application {
             server,
             metrics,
             state,
+            presence,
         })
     }
 
@@ -137,14 +142,25 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((_, metrics)) = self.metrics else {
-            return self.server.await;
+        let served = match self.metrics {
+            None => self.server.await,
+            Some((_, metrics)) => {
+                let handle = metrics.handle();
+                let metrics = tokio::spawn(metrics);
+                let served = self.server.await;
+                handle.stop(true).await;
+                let _ = metrics.await;
+                served
+            }
         };
-        let handle = metrics.handle();
-        let metrics = tokio::spawn(metrics);
-        let served = self.server.await;
-        handle.stop(true).await;
-        let _ = metrics.await;
+        if let Some(beats) = self.presence {
+            beats.abort();
+            // The others' shares grow at their next heartbeat rather than after `LIVE`.
+            let leave = self.state.presence.leave();
+            if let Err(e) = deadline::per_request(self.state.config.store_timeout, leave).await {
+                tracing::warn!(error = %e, "could not remove this instance's presence");
+            }
+        }
         served
     }
 }

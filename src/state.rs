@@ -5,12 +5,13 @@ use std::sync::Arc;
 use crate::auth::TokenVerifier;
 use crate::auth::api_key::SecretHasher;
 use crate::cache::{CacheBudget, Share};
-use crate::config::Config;
+use crate::config::{Config, RateScope};
 use crate::domain::admin::AdminService;
 use crate::domain::analyses::Analyses;
 use crate::domain::analytics::Analytics;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::erasure::Erasure;
+use crate::domain::instances::Presence;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
 use crate::domain::users::Users;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
     pub export_limiter: RateLimiter,
+    /// This instance among the running ones (the divisor of global rate limits).
+    pub presence: Presence,
 }
 
 impl AppState {
@@ -63,6 +66,14 @@ impl AppState {
             metrics.clone(),
             &budget,
         );
+        let presence = Presence::new(store.clone());
+        let mut rate_limiter =
+            RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits));
+        let mut export_limiter = RateLimiter::new("export", config.export_rate_limit, 1 << 20);
+        if config.rate_limit_scope == RateScope::Global {
+            rate_limiter = rate_limiter.shared_by(presence.live());
+            export_limiter = export_limiter.shared_by(presence.live());
+        }
         Ok(Self {
             erasure: Erasure::new(
                 store.clone(),
@@ -77,8 +88,9 @@ impl AppState {
             admin: AdminService::new(store.clone(), cursors, users.clone()),
             analyses,
             personas,
-            export_limiter: RateLimiter::new("export", config.export_rate_limit, 1 << 20),
-            rate_limiter: RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits)),
+            export_limiter,
+            rate_limiter,
+            presence,
             users,
             config,
             store,

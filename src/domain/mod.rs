@@ -12,6 +12,7 @@ pub mod export;
 pub mod freshness;
 pub mod idempotency;
 pub mod input;
+pub mod instances;
 pub mod migrations;
 pub mod pagination;
 pub mod persona_counter;

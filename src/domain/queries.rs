@@ -74,7 +74,9 @@ pub fn required_index(q: &Query) -> RequiredIndex {
 /// functions the services use. The index test walks this list, so a new query
 /// shape must be added here (reviewers: check new `Query::` uses against it).
 pub fn all_shapes() -> Vec<(&'static str, Query)> {
-    use crate::domain::{admin, analyses, analytics, api_keys, erasure, export, personas, retention, trends};
+    use crate::domain::{
+        admin, analyses, analytics, api_keys, erasure, export, instances, personas, retention, trends,
+    };
     let mut shapes = analyses::query_shapes();
     shapes.extend(personas::query_shapes());
     shapes.extend(trends::query_shapes());
@@ -84,5 +86,6 @@ pub fn all_shapes() -> Vec<(&'static str, Query)> {
     shapes.extend(analytics::query_shapes());
     shapes.extend(erasure::query_shapes());
     shapes.extend(export::query_shapes());
+    shapes.extend(instances::query_shapes());
     shapes
 }

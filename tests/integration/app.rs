@@ -164,12 +164,35 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app with extra environment (`(name, value)`) on top of the test defaults.
 pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
-    init_test_logging();
     let project_id = support::unique_project_id("api");
+    let config = test_config(backend, &project_id, env);
+    let metrics = Metrics::new().expect("metrics");
+    let store = open_store(&config, metrics.clone());
+    start(config, store, metrics, project_id).await
+}
+
+/// Another instance of `first`'s service: the same store (the same embedded
+/// store, or the same emulator project), caches and limits of its own.
+pub async fn spawn_instance_of(first: &TestApp, env: &[(&str, &str)]) -> TestApp {
+    let backend = match first.state.store.kind() {
+        "embedded" => Backend::Embedded,
+        _ => Backend::Firestore,
+    };
+    let config = test_config(backend, &first.project_id, env);
+    let metrics = Metrics::new().expect("metrics");
+    let store = match backend {
+        Backend::Embedded => first.state.store.clone(),
+        Backend::Firestore => open_store(&config, metrics.clone()),
+    };
+    start(config, store, metrics, first.project_id.clone()).await
+}
+
+fn test_config(backend: Backend, project_id: &str, env: &[(&str, &str)]) -> Config {
+    init_test_logging();
     let mut vars: HashMap<String, String> = HashMap::from([
         ("PORT".into(), "0".into()),
         ("FUNNELFLOW_HOST".into(), "127.0.0.1".into()),
-        ("GOOGLE_CLOUD_PROJECT".into(), project_id.clone()),
+        ("GOOGLE_CLOUD_PROJECT".into(), project_id.to_owned()),
         ("FUNNELFLOW_AUTH".into(), "dev".into()),
     ]);
     match backend {
@@ -184,9 +207,10 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
     for (k, v) in env {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
-    let metrics = Metrics::new().expect("metrics");
-    let store = open_store(&config, metrics.clone());
+    Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration")
+}
+
+async fn start(config: Config, store: Arc<dyn Store>, metrics: Arc<Metrics>, project_id: String) -> TestApp {
     let app = Application::build_with_store(config, store, metrics)
         .await
         .expect("build app");

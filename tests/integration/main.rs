@@ -23,6 +23,7 @@ mod app;
 mod binary;
 mod deploy;
 mod indexes;
+mod instances;
 mod migrations;
 mod openapi;
 mod ops_backup;
