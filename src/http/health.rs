@@ -67,6 +67,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "service", operation_id = "getOpenApi",
     responses((status = 200, description = "This document", body = Object)))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::openapi::document())
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    let doc = if state.config.metrics_port.is_some() {
+        super::openapi::document_without_metrics()
+    } else {
+        super::openapi::document()
+    };
+    HttpResponse::Ok().json(doc)
 }

@@ -71,6 +71,19 @@ pub fn document() -> &'static Value {
     DOC.get_or_init(build)
 }
 
+/// [`document`] without `/metrics`, for a service that serves it on a private
+/// port only (`FUNNELFLOW_METRICS_PORT`): the public port answers 404 there.
+pub fn document_without_metrics() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = document().clone();
+        if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+            paths.remove("/metrics");
+        }
+        doc
+    })
+}
+
 fn build() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     if let Some(schemas) = doc

@@ -369,6 +369,17 @@ async fn the_container_command_serves_and_drains_on_sigterm() {
         .unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.text().await.unwrap().contains("# TYPE"));
+    // ... and the public API's document does not offer it.
+    let doc: serde_json::Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/healthz"].is_object());
+    assert!(doc["paths"].get("/metrics").is_none(), "/metrics is private here");
 
     // A request in flight (its body still arriving) when SIGTERM comes.
     let body = json!({
