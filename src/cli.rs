@@ -35,11 +35,11 @@ pub enum Command {
     /// Write realistic development data through the services (refuses a real
     /// Firestore unless --yes-this-is-production).
     Seed {
-        /// Users to create (`seed-user-0001` …).
-        #[arg(long)]
+        /// Users to create (`seed-user-0001` …), at most 100,000.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         users: u32,
-        /// Analyses per user (the plan is chosen so they fit its monthly quota).
-        #[arg(long, default_value_t = 5)]
+        /// Analyses per user, at most 1,000 (the plan is chosen so they fit its monthly quota).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1_000))]
         analyses_per_user: u32,
         /// Seed of the random choices: the same seed gives the same data.
         #[arg(long, default_value_t = 1)]

@@ -57,6 +57,22 @@ fn seed_refuses_a_real_firestore() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes-this-is-production"));
 }
 
+#[test]
+fn seed_refuses_absurd_sizes_before_touching_anything() {
+    for args in [
+        ["seed", "--users", "0", "--analyses-per-user", "1"],
+        ["seed", "--users", "100001", "--analyses-per-user", "1"],
+        ["seed", "--users", "1", "--analyses-per-user", "1001"],
+    ] {
+        let out = run(&[], &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not in"),
+            "{args:?}"
+        );
+    }
+}
+
 /// Name, email, plan and counters of every seeded user: what `--seed` decides.
 async fn seeded_profiles(store: &dyn Store) -> Vec<String> {
     store
