@@ -44,6 +44,9 @@ impl Refused {
 
 /// Attempts of one store call before an operation gives up.
 const ATTEMPTS: u32 = 10;
+/// Nor does it retry past this much time on one call: an operator pointing a
+/// command at a store that is not there hears so within about a minute.
+const RETRY_BUDGET: Duration = Duration::from_secs(60);
 
 /// Runs `call` again with jittered exponential backoff (100 ms … 10 s) while
 /// the store is overloaded or unreachable (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`,
@@ -54,11 +57,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
+    let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
         match call().await {
             Ok(v) => return Ok((v, attempt)),
-            Err(e @ (StoreError::Unavailable(_) | StoreError::Aborted(_))) if attempt + 1 < ATTEMPTS => {
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Aborted(_)))
+                if attempt + 1 < ATTEMPTS && started.elapsed() < RETRY_BUDGET =>
+            {
                 attempt += 1;
                 let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
                 let wait = base / 2 + rand::rng().random_range(0..=base / 2);
