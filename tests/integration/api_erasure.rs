@@ -3,7 +3,7 @@
 //! pseudonymized, audit records without the uid, tombstone refusing old tokens
 //! and keys while a later sign-in starts afresh; idempotent; admins only for others.
 
-use funnelflow::store::{DocPath, Fields, Query, Write, value};
+use funnelflow::store::{DocPath, Fields, Query, Write, all_descendants, value};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,6 +13,7 @@ use crate::api_events::stored_events;
 use crate::api_keys::{all_permissions, key_with};
 use crate::api_personas::new_persona;
 use crate::app::{TestApp, json_of, problem};
+use crate::support::EmulatorRest;
 
 fn ev(t: &str) -> Value {
     json!({"eventType": t, "eventData": {"k": 1}})
@@ -78,7 +79,7 @@ async fn nothing_left(app: &TestApp, uid: &str) {
     let user = DocPath::root("users", uid).unwrap();
     assert!(app.store().get(&user).await.unwrap().is_none());
     assert_eq!(
-        app.store().descendants(&user).await.unwrap(),
+        all_descendants(app.store().as_ref(), &user).await.unwrap(),
         Vec::<DocPath>::new()
     );
     assert!(app.store().list_collection_ids(&user).await.unwrap().is_empty());
@@ -90,11 +91,50 @@ async fn nothing_left(app: &TestApp, uid: &str) {
             .unwrap()
             .is_empty()
     );
+    // On the emulator, also as its REST API sees it (not through our store code).
+    if app.store().kind() == "firestore" {
+        let rest = EmulatorRest::new(&app.project_id);
+        rest.assert_nothing_under(&format!("users/{uid}")).await;
+        rest.assert_nothing_under(&format!("users/{uid}/ghost/missing"))
+            .await;
+    }
+}
+
+/// The emulator's REST listings do see what `populate` put there (so their
+/// empty answers after an erasure mean something).
+async fn rest_sees_everything(app: &TestApp, uid: &str) {
+    if app.store().kind() != "firestore" {
+        return;
+    }
+    let rest = EmulatorRest::new(&app.project_id);
+    let user = DocPath::root("users", uid).unwrap();
+    let mut ours: Vec<String> = all_descendants(app.store().as_ref(), &user)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    ours.sort();
+    let parentless = format!("users/{uid}/ghost/missing/deep/d1");
+    assert!(ours.contains(&parentless), "{ours:?}");
+    assert_eq!(rest.descendants(&user.to_string()).await, ours);
+    assert_eq!(rest.walk(&user.to_string()).await, ours);
+    for c in ["analyses", "apiKeys", "ghost", "mystery", "personas"] {
+        assert!(
+            rest.collection_ids(&user.to_string())
+                .await
+                .contains(&c.to_owned()),
+            "{c}"
+        );
+    }
+    assert!(rest.exists(&user.to_string()).await);
+    assert!(!rest.exists(&format!("users/{uid}/ghost/missing")).await);
 }
 
 async fn self_erasure_leaves_nothing_behind(app: TestApp) {
     let (token, other) = (app.token("gone"), app.token("kept"));
     let (share, key) = populate(&app, "gone", &token).await;
+    rest_sees_everything(&app, "gone").await;
     json_of(
         app.post("/v1/analyses", &other, &new_analysis("completed", "founder"))
             .await,
@@ -219,6 +259,7 @@ async fn admins_erase_on_behalf(app: TestApp) {
     json_of(app.get("/v1/me", &admin).await, 200).await;
     make_admin(&app, "dpo").await;
     populate(&app, "subject", &victim).await;
+    rest_sees_everything(&app, "subject").await;
     problem(
         app.delete("/v1/admin/users/subject", &plain).await,
         403,
