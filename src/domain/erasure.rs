@@ -13,7 +13,9 @@
 //!   erasure (which deletes everything under `users/{uid}`) never deletes it, and
 //!   keyed by the pseudonym so it holds no uid. `erasedAt` is the commit time of
 //!   the latest erasure; an ID token whose `auth_time` is before it is 401
-//!   `account_deleted`; a later sign-in starts a fresh account.
+//!   `account_deleted`; a later sign-in starts a fresh account. An API key
+//!   created before it is refused as a deleted key is, even while an interrupted
+//!   erasure has not deleted it yet.
 //! - **`deleted.other`** counts documents in subcollections the code does not
 //!   know (also below known documents, e.g. `analyses/*/comments/*`). The
 //!   service's own bookkeeping (`personaCounter`, `apiKeyCounter`, `trendDays`,
@@ -112,24 +114,36 @@ impl Erasure {
         Ok(DocPath::root(TOMBSTONES, &self.pseudonym(uid))?)
     }
 
+    /// When `uid` was last erased, if ever (cached for [`TOMBSTONE_TTL`]).
+    async fn erased_at(&self, uid: &str) -> AppResult<Option<Timestamp>> {
+        if let Some(t) = self.tombstones.get(uid).await {
+            return Ok(t);
+        }
+        let t = self
+            .store
+            .get(&self.tombstone_path(uid)?)
+            .await?
+            .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
+        self.tombstones.insert(uid.to_owned(), t).await;
+        Ok(t)
+    }
+
     /// 401 `account_deleted` when `uid` was erased after the token's sign-in.
     pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<()> {
-        let erased_at = match self.tombstones.get(uid).await {
-            Some(t) => t,
-            None => {
-                let t = self
-                    .store
-                    .get(&self.tombstone_path(uid)?)
-                    .await?
-                    .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
-                self.tombstones.insert(uid.to_owned(), t).await;
-                t
-            }
-        };
-        match erased_at {
+        match self.erased_at(uid).await? {
             Some(t) if jiff::Timestamp::from_second(auth_time).is_ok_and(|a| a < t) => {
                 Err(AppError::AccountDeleted)
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// 401 `unauthenticated` for an API key created before its owner's
+    /// erasure: what the key gets once the erasure deleted it, so its answer
+    /// does not depend on how far an interrupted erasure got.
+    pub async fn check_key(&self, uid: &str, created_at: Timestamp) -> AppResult<()> {
+        match self.erased_at(uid).await? {
+            Some(t) if created_at < t => Err(AppError::Unauthenticated("invalid API key".into())),
             _ => Ok(()),
         }
     }

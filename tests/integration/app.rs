@@ -164,6 +164,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app with extra environment (`(name, value)`) on top of the test defaults.
 pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
+    spawn_app_wrapped(backend, env, |store| store).await
+}
+
+/// [`spawn_app_with`] on the store `wrap` makes of the usual one (to inject failures).
+pub async fn spawn_app_wrapped(
+    backend: Backend,
+    env: &[(&str, &str)],
+    wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+) -> TestApp {
     init_test_logging();
     let project_id = support::unique_project_id("api");
     let mut vars: HashMap<String, String> = HashMap::from([
@@ -186,7 +195,7 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
     }
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
     let metrics = Metrics::new().expect("metrics");
-    let store = open_store(&config, metrics.clone());
+    let store = wrap(open_store(&config, metrics.clone()));
     let app = Application::build_with_store(config, store, metrics)
         .await
         .expect("build app");
