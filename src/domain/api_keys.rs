@@ -253,6 +253,8 @@ pub struct KeyGrant {
     pub uid: String,
     pub key_id: String,
     pub permissions: Vec<Permission>,
+    /// When the key was created (an erasure after it revokes it).
+    pub created_at: jiff::Timestamp,
 }
 
 /// A cached lookup: the stored key's deciding fields (or `None`: no such key).
@@ -263,6 +265,7 @@ struct KeyRecord {
     permissions: Vec<Permission>,
     is_active: bool,
     expires_at: Option<jiff::Timestamp>,
+    created_at: jiff::Timestamp,
 }
 
 pub type ApiKeyPage = Page<Versioned<ApiKey>>;
@@ -496,6 +499,7 @@ impl ApiKeys {
             uid: record.uid.clone(),
             key_id: key.key_id.to_owned(),
             permissions: record.permissions.clone(),
+            created_at: record.created_at,
         })
     }
 
@@ -521,6 +525,7 @@ impl ApiKeys {
                     permissions: k.permissions,
                     is_active: k.is_active,
                     expires_at: k.expires_at.map(|e| e.0),
+                    created_at: k.created_at.0,
                 }))
             }
             // None, or (never by construction) an ambiguous id: no key.

@@ -4,15 +4,18 @@
 //!
 //! - **Order.** Tombstone first (from then on old tokens are refused and nothing
 //!   re-provisions the account), then every descendant document (one
-//!   all-descendants listing: unknown, nested and parentless subcollections too)
-//!   in commits of 500 with bounded concurrency and backoff, then analytics and
+//!   all-descendants listing: unknown, nested and parentless subcollections too,
+//!   read 1,000 at a time) in commits of 500 with bounded concurrency
+//!   and backoff, holding a few pages at most, then analytics and
 //!   audit records, then the user document last. An erasure stopped anywhere is
 //!   finished by calling again; a finished one answers zero counts.
 //! - **The tombstone** is `tombstones/{pseudonym}`: a root collection, so the
 //!   erasure (which deletes everything under `users/{uid}`) never deletes it, and
 //!   keyed by the pseudonym so it holds no uid. `erasedAt` is the commit time of
 //!   the latest erasure; an ID token whose `auth_time` is before it is 401
-//!   `account_deleted`; a later sign-in starts a fresh account.
+//!   `account_deleted`; a later sign-in starts a fresh account. An API key
+//!   created before it is refused as a deleted key is, even while an interrupted
+//!   erasure has not deleted it yet.
 //! - **`deleted.other`** counts documents in subcollections the code does not
 //!   know (also below known documents, e.g. `analyses/*/comments/*`). The
 //!   service's own bookkeeping (`personaCounter`, `apiKeyCounter`, `trendDays`,
@@ -21,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
@@ -39,6 +42,9 @@ use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, va
 pub const TOMBSTONES: &str = "tombstones";
 /// Commits in flight at once while deleting.
 const CONCURRENCY: usize = 4;
+/// Descendants listed at a time (deleted in commits of 500, one after the
+/// other). Fewer, larger listings: each costs the emulator a scan.
+const PAGE: u32 = 2 * store::MAX_WRITES_PER_COMMIT as u32;
 /// How long an instance trusts what it read of a user's tombstone.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(30);
 
@@ -109,21 +115,23 @@ impl Erasure {
         Ok(DocPath::root(TOMBSTONES, &self.pseudonym(uid))?)
     }
 
+    /// When `uid` was last erased, if ever (cached for [`TOMBSTONE_TTL`]).
+    async fn erased_at(&self, uid: &str) -> AppResult<Option<Timestamp>> {
+        if let Some(t) = self.tombstones.get(uid).await {
+            return Ok(t);
+        }
+        let t = self
+            .store
+            .get(&self.tombstone_path(uid)?)
+            .await?
+            .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
+        self.tombstones.insert(uid.to_owned(), t).await;
+        Ok(t)
+    }
+
     /// 401 `account_deleted` when `uid` was erased after the token's sign-in.
     pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<()> {
-        let erased_at = match self.tombstones.get(uid).await {
-            Some(t) => t,
-            None => {
-                let t = self
-                    .store
-                    .get(&self.tombstone_path(uid)?)
-                    .await?
-                    .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
-                self.tombstones.insert(uid.to_owned(), t).await;
-                t
-            }
-        };
-        match erased_at {
+        match self.erased_at(uid).await? {
             Some(t) if jiff::Timestamp::from_second(auth_time).is_ok_and(|a| a < t) => {
                 Err(AppError::AccountDeleted)
             }
@@ -131,13 +139,20 @@ impl Erasure {
         }
     }
 
-    async fn drop_caches(&self, uid: &str, key_ids: &[String]) {
+    /// 401 `unauthenticated` for an API key created before its owner's
+    /// erasure: what the key gets once the erasure deleted it, so its answer
+    /// does not depend on how far an interrupted erasure got.
+    pub async fn check_key(&self, uid: &str, created_at: Timestamp) -> AppResult<()> {
+        match self.erased_at(uid).await? {
+            Some(t) if created_at < t => Err(AppError::Unauthenticated("invalid API key".into())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn drop_caches(&self, uid: &str) {
         self.users.invalidate(uid).await;
         self.analyses.invalidate(uid).await;
         self.personas.invalidate(uid).await;
-        for k in key_ids {
-            self.api_keys.forget(k).await;
-        }
     }
 
     /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
@@ -158,38 +173,30 @@ impl Erasure {
             .await;
         self.users.invalidate(uid).await;
 
-        // 2. Everything below the user document, whatever its collection or depth.
-        let paths = self.store.descendants(&user).await?;
+        // 2. Everything below the user document, whatever its collection or
+        // depth, page by page: a page is listed while earlier ones are being
+        // deleted, and at most `CONCURRENCY + 1` pages are held at once, so
+        // memory stays flat however large the account.
         let mut counts = DeletedCounts::default();
-        let mut key_ids = Vec::new();
-        for p in &paths {
-            let direct = p.parent().is_some_and(|d| d == user);
-            match p.collection_id() {
-                analyses::COLLECTION if direct => counts.analyses += 1,
-                personas::COLLECTION if direct => counts.personas += 1,
-                api_keys::COLLECTION if direct => {
-                    counts.api_keys += 1;
-                    key_ids.push(p.id().to_owned());
-                }
-                persona_counter::COLLECTION
-                | api_keys::COUNTER_COLLECTION
-                | trends::COLLECTION
-                | idempotency::COLLECTION
-                    if direct => {}
-                _ => counts.other += 1,
-            }
-        }
-        let chunks: Vec<Vec<Write>> = paths
-            .chunks(store::MAX_WRITES_PER_COMMIT)
-            .map(|c| c.iter().cloned().map(Write::delete).collect())
-            .collect();
-        futures::stream::iter(chunks)
-            .map(|writes| {
+        descendant_pages(self.store.clone(), user.clone(), PAGE)
+            .map_ok(|page| {
+                let key_ids = tally(&user, &page, &mut counts);
                 let store = self.store.clone();
-                async move { store::commit_chunked(store.as_ref(), writes).await }
+                async move {
+                    let writes = page.into_iter().map(Write::delete).collect();
+                    store::commit_chunked(store.as_ref(), writes).await?;
+                    Ok::<_, store::StoreError>(key_ids)
+                }
             })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
+            .try_buffer_unordered(CONCURRENCY)
+            .map_err(AppError::from)
+            .try_for_each(|key_ids| async move {
+                // Deleted keys leave this instance's cache at once.
+                for k in &key_ids {
+                    self.api_keys.forget(k).await;
+                }
+                Ok(())
+            })
             .await?;
 
         // 3. Analytics: the pseudonym instead of the uid; address and user agent removed.
@@ -233,7 +240,7 @@ impl Erasure {
         self.store
             .commit(vec![record, Write::delete(user.clone())])
             .await?;
-        self.drop_caches(uid, &key_ids).await;
+        self.drop_caches(uid).await;
         Ok(Erased {
             deleted: counts,
             analytics_anonymized: anonymized,
@@ -269,6 +276,54 @@ impl Erasure {
         }
         Ok(())
     }
+}
+
+/// Counts a page of `user`'s descendants into `counts`; returns the ids of the
+/// API keys among them.
+fn tally(user: &DocPath, page: &[DocPath], counts: &mut DeletedCounts) -> Vec<String> {
+    let mut key_ids = Vec::new();
+    for p in page {
+        let direct = p.parent().is_some_and(|d| d == *user);
+        match p.collection_id() {
+            analyses::COLLECTION if direct => counts.analyses += 1,
+            personas::COLLECTION if direct => counts.personas += 1,
+            api_keys::COLLECTION if direct => {
+                counts.api_keys += 1;
+                key_ids.push(p.id().to_owned());
+            }
+            persona_counter::COLLECTION
+            | api_keys::COUNTER_COLLECTION
+            | trends::COLLECTION
+            | idempotency::COLLECTION
+                if direct => {}
+            _ => counts.other += 1,
+        }
+    }
+    key_ids
+}
+
+/// The descendants of `parent`, page after page (each listed only when the
+/// consumer asks for it).
+fn descendant_pages(
+    store: Arc<dyn Store>,
+    parent: DocPath,
+    limit: u32,
+) -> impl futures::Stream<Item = store::StoreResult<Vec<DocPath>>> {
+    // `Some(after)`: the next page starts after `after`; `None`: no more pages.
+    futures::stream::try_unfold(Some(None), move |next: Option<Option<DocPath>>| {
+        let (store, parent) = (store.clone(), parent.clone());
+        async move {
+            let Some(after) = next else {
+                return Ok(None);
+            };
+            let page = store.descendants(&parent, after.as_ref(), limit).await?;
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let next = (page.len() >= limit as usize).then(|| page.last().cloned());
+            Ok(Some((page, next)))
+        }
+    })
 }
 
 /// The analytics collection erasure rewrites (for the index registry: all its

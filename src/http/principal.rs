@@ -259,6 +259,9 @@ async fn authenticate_key(state: &AppState, req: &HttpRequest, key: &str) -> App
     let parsed = api_key::parse(key).ok_or_else(|| AppError::Unauthenticated("malformed API key".into()))?;
     let grant = state.api_keys.authenticate(&parsed).await?;
     tracing::Span::current().record("uid", grant.uid.as_str());
+    // A key from before an erasure is dead even while an interrupted erasure
+    // has not reached it yet.
+    state.erasure.check_key(&grant.uid, grant.created_at).await?;
     rate_limit(state, req, &format!("key:{}", grant.key_id)).await?;
     // An owner whose profile is gone (erased) has no keys that work.
     let account = state

@@ -157,8 +157,18 @@ impl Store for Deadlined {
         )
         .await
     }
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
-        bounded("descendants", self.budget, self.inner.descendants(parent)).await
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        bounded(
+            "descendants",
+            self.budget,
+            self.inner.descendants(parent, after, limit),
+        )
+        .await
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         bounded("scan", self.budget, self.inner.scan(after, limit)).await
@@ -250,7 +260,7 @@ mod tests {
         async fn list_collection_ids(&self, _: &DocPath) -> StoreResult<Vec<String>> {
             pending().await
         }
-        async fn descendants(&self, _: &DocPath) -> StoreResult<Vec<DocPath>> {
+        async fn descendants(&self, _: &DocPath, _: Option<&DocPath>, _: u32) -> StoreResult<Vec<DocPath>> {
             pending().await
         }
         async fn scan(&self, _: Option<&DocPath>, _: u32) -> StoreResult<Vec<Doc>> {

@@ -425,15 +425,32 @@ impl Store for EmbeddedStore {
         Ok(ids.into_iter().map(str::to_owned).collect())
     }
 
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
         let prefix = format!("{parent}/");
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let state = self.read();
-        let mut paths: Vec<DocPath> = state
+        // The page's paths are the `limit` smallest after `after`: selected, not
+        // sorted whole, so walking a large subtree page by page stays linear per page.
+        let mut paths: Vec<&DocPath> = state
             .collections_under(&prefix)
-            .flat_map(|(_, docs)| docs.values().map(|d| d.path.clone()))
+            .flat_map(|(_, docs)| docs.values().map(|d| &d.path))
+            .filter(|p| after.is_none_or(|a| cmp_paths(p.as_str(), a.as_str()).is_gt()))
             .collect();
-        paths.sort_by(|a, b| cmp_paths(a.as_str(), b.as_str()));
-        Ok(paths)
+        let by_path = |a: &&DocPath, b: &&DocPath| cmp_paths(a.as_str(), b.as_str());
+        if paths.len() > limit {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            paths.select_nth_unstable_by(limit - 1, by_path);
+            paths.truncate(limit);
+        }
+        paths.sort_unstable_by(by_path);
+        Ok(paths.into_iter().cloned().collect())
     }
 
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {

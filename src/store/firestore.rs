@@ -30,9 +30,6 @@ use super::{
     Transaction, Transform, Value, Write, WriteOp,
 };
 
-/// Documents fetched per page when listing a subtree.
-const DESCENDANTS_PAGE: u32 = 1_000;
-
 /// Reads (and plain commits) against one database; inside a transaction the
 /// same type reads through the transaction's consistency selector.
 #[derive(Clone)]
@@ -498,38 +495,39 @@ impl Store for FirestoreStore {
         Ok(ids)
     }
 
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
-        // Every collection at any depth, including those under missing documents,
-        // by name only, in pages.
-        let mut out = Vec::new();
-        loop {
-            let mut select = self
-                .db
-                .fluent()
-                .select()
-                .fields(["__name__"])
-                .from("")
-                .parent(self.full_name(parent))
-                .all_descendants()
-                .order(|_| {
-                    vec![FirestoreQueryOrder::new(
-                        "__name__".into(),
-                        FirestoreQueryDirection::Ascending,
-                    )]
-                })
-                .limit(DESCENDANTS_PAGE);
-            if let Some(last) = out.last() {
-                select = select.start_at(FirestoreQueryCursor::AfterValue(vec![self.reference(last)]));
-            }
-            let page = select.query().await.map_err(store_error)?;
-            let full = page.len() >= DESCENDANTS_PAGE as usize;
-            for d in page {
-                out.push(self.parse_name(&d.name)?);
-            }
-            if !full {
-                return Ok(out);
-            }
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        // A kindless all-descendants query: every collection at any depth,
+        // including those under missing documents, by name only.
+        let mut select = self
+            .db
+            .fluent()
+            .select()
+            .fields(["__name__"])
+            .from("")
+            .parent(self.full_name(parent))
+            .all_descendants()
+            .order(|_| {
+                vec![FirestoreQueryOrder::new(
+                    "__name__".into(),
+                    FirestoreQueryDirection::Ascending,
+                )]
+            })
+            .limit(limit);
+        if let Some(last) = after {
+            select = select.start_at(FirestoreQueryCursor::AfterValue(vec![self.reference(last)]));
         }
+        select
+            .query()
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|d| self.parse_name(&d.name))
+            .collect()
     }
 
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {

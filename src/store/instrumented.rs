@@ -53,8 +53,14 @@ impl Store for Instrumented {
         self.timed("list_collection_ids", self.inner.list_collection_ids(parent))
             .await
     }
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
-        self.timed("descendants", self.inner.descendants(parent)).await
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.timed("descendants", self.inner.descendants(parent, after, limit))
+            .await
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         self.timed("scan", self.inner.scan(after, limit)).await

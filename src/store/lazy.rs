@@ -137,8 +137,13 @@ impl Store for LazyFirestore {
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
         self.store().await?.list_collection_ids(parent).await
     }
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
-        self.store().await?.descendants(parent).await
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.store().await?.descendants(parent, after, limit).await
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         self.store().await?.scan(after, limit).await

@@ -335,9 +335,16 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed>;
     /// Ids of the subcollections directly under `parent` that hold documents.
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>>;
-    /// Every document anywhere below `parent` (any depth, any collection, known
-    /// or not, even under missing parents), `parent` itself excluded.
-    async fn descendants(&self, parent: &DocPath) -> StoreResult<Vec<DocPath>>;
+    /// A page of the documents anywhere below `parent` (any depth, any
+    /// collection, known or not, even under missing parents), `parent` itself
+    /// excluded: at most `limit` paths, in document-path order, after `after`.
+    /// Paged so that walking a large subtree (erasure) holds one page at a time.
+    async fn descendants(
+        &self,
+        parent: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>>;
     /// A page of every document in the database (any collection, any depth,
     /// under missing parents too), whole, in document-path order (segment by
     /// segment, as Firestore orders `__name__`), after `after`: a complete,
@@ -485,6 +492,21 @@ impl Transaction for ContentionWatch {
 
 /// Commits any number of writes in chunks of `MAX_WRITES_PER_COMMIT` (atomic per
 /// chunk only), retrying a chunk that hit `Unavailable`/`Aborted` with backoff.
+/// Every document below `parent` at once ([`Store::descendants`] page by page):
+/// for small subtrees and tests; a subtree of any size is walked page by page.
+pub async fn all_descendants(store: &dyn Store, parent: &DocPath) -> StoreResult<Vec<DocPath>> {
+    const PAGE: u32 = 1_000;
+    let mut out: Vec<DocPath> = Vec::new();
+    loop {
+        let page = store.descendants(parent, out.last(), PAGE).await?;
+        let full = page.len() >= PAGE as usize;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 pub async fn commit_chunked(store: &dyn Store, writes: Vec<Write>) -> StoreResult<()> {
     let mut writes = writes;
     while !writes.is_empty() {

@@ -3,7 +3,14 @@
 //! pseudonymized, audit records without the uid, tombstone refusing old tokens
 //! and keys while a later sign-in starts afresh; idempotent; admins only for others.
 
-use funnelflow::store::{DocPath, Fields, Query, Write, value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use funnelflow::store::{
+    self, Committed, Doc, DocPath, Fields, Query, Store, StoreError, StoreResult, Transaction, Write,
+    WriteOp, all_descendants, value,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -12,7 +19,8 @@ use crate::api_analyses::new_analysis;
 use crate::api_events::stored_events;
 use crate::api_keys::{all_permissions, key_with};
 use crate::api_personas::new_persona;
-use crate::app::{TestApp, json_of, problem};
+use crate::app::{Backend, TestApp, json_of, problem, spawn_app_wrapped};
+use crate::support::EmulatorRest;
 
 fn ev(t: &str) -> Value {
     json!({"eventType": t, "eventData": {"k": 1}})
@@ -74,11 +82,30 @@ async fn populate(app: &TestApp, uid: &str, token: &str) -> (String, String) {
     (share["shareToken"].as_str().unwrap().to_owned(), key)
 }
 
+/// What an erasure of `paths` (below `users/{uid}`) reports, by the rules
+/// API.md states: direct analyses, personas and API keys by name, the
+/// service's bookkeeping not counted, everything else `other`.
+pub fn expected_counts(uid: &str, paths: &[String]) -> Value {
+    let (mut analyses, mut personas, mut keys, mut other) = (0, 0, 0, 0);
+    let prefix = format!("users/{uid}/");
+    for p in paths {
+        let rest: Vec<&str> = p.strip_prefix(&prefix).unwrap().split('/').collect();
+        match (rest.len(), rest[0]) {
+            (2, "analyses") => analyses += 1,
+            (2, "personas") => personas += 1,
+            (2, "apiKeys") => keys += 1,
+            (2, "personaCounter" | "apiKeyCounter" | "trendDays" | "idempotency") => {}
+            _ => other += 1,
+        }
+    }
+    json!({"analyses": analyses, "personas": personas, "apiKeys": keys, "other": other})
+}
+
 async fn nothing_left(app: &TestApp, uid: &str) {
     let user = DocPath::root("users", uid).unwrap();
     assert!(app.store().get(&user).await.unwrap().is_none());
     assert_eq!(
-        app.store().descendants(&user).await.unwrap(),
+        all_descendants(app.store().as_ref(), &user).await.unwrap(),
         Vec::<DocPath>::new()
     );
     assert!(app.store().list_collection_ids(&user).await.unwrap().is_empty());
@@ -90,11 +117,50 @@ async fn nothing_left(app: &TestApp, uid: &str) {
             .unwrap()
             .is_empty()
     );
+    // On the emulator, also as its REST API sees it (not through our store code).
+    if app.store().kind() == "firestore" {
+        let rest = EmulatorRest::new(&app.project_id);
+        rest.assert_nothing_under(&format!("users/{uid}")).await;
+        rest.assert_nothing_under(&format!("users/{uid}/ghost/missing"))
+            .await;
+    }
+}
+
+/// The emulator's REST listings do see what `populate` put there (so their
+/// empty answers after an erasure mean something).
+async fn rest_sees_everything(app: &TestApp, uid: &str) {
+    if app.store().kind() != "firestore" {
+        return;
+    }
+    let rest = EmulatorRest::new(&app.project_id);
+    let user = DocPath::root("users", uid).unwrap();
+    let mut ours: Vec<String> = all_descendants(app.store().as_ref(), &user)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    ours.sort();
+    let parentless = format!("users/{uid}/ghost/missing/deep/d1");
+    assert!(ours.contains(&parentless), "{ours:?}");
+    assert_eq!(rest.descendants(&user.to_string()).await, ours);
+    assert_eq!(rest.walk(&user.to_string()).await, ours);
+    for c in ["analyses", "apiKeys", "ghost", "mystery", "personas"] {
+        assert!(
+            rest.collection_ids(&user.to_string())
+                .await
+                .contains(&c.to_owned()),
+            "{c}"
+        );
+    }
+    assert!(rest.exists(&user.to_string()).await);
+    assert!(!rest.exists(&format!("users/{uid}/ghost/missing")).await);
 }
 
 async fn self_erasure_leaves_nothing_behind(app: TestApp) {
     let (token, other) = (app.token("gone"), app.token("kept"));
     let (share, key) = populate(&app, "gone", &token).await;
+    rest_sees_everything(&app, "gone").await;
     json_of(
         app.post("/v1/analyses", &other, &new_analysis("completed", "founder"))
             .await,
@@ -204,6 +270,10 @@ async fn self_erasure_leaves_nothing_behind(app: TestApp) {
     });
     let me = json_of(app.get("/v1/me", &fresh).await, 200).await;
     assert_eq!(me["preferences"]["theme"], "system");
+    // A key of the fresh account works; the old one stays dead.
+    let new_key = key_with(&app, &fresh, &["profile:read"]).await;
+    json_of(app.get("/v1/me", &new_key).await, 200).await;
+    problem(app.get("/v1/me", &key).await, 401, "unauthenticated").await;
     assert!(
         json_of(app.get("/v1/analyses", &fresh).await, 200).await["items"]
             .as_array()
@@ -219,6 +289,7 @@ async fn admins_erase_on_behalf(app: TestApp) {
     json_of(app.get("/v1/me", &admin).await, 200).await;
     make_admin(&app, "dpo").await;
     populate(&app, "subject", &victim).await;
+    rest_sees_everything(&app, "subject").await;
     problem(
         app.delete("/v1/admin/users/subject", &plain).await,
         403,
@@ -235,8 +306,8 @@ async fn admins_erase_on_behalf(app: TestApp) {
     json_of(app.get("/v1/me", &victim).await, 200).await;
     let erased = json_of(app.delete("/v1/admin/users/subject", &admin).await, 200).await;
     assert_eq!(
-        erased["deleted"],
-        json!({"analyses": 3, "personas": 2, "apiKeys": 2, "other": 3})
+        erased,
+        json!({"deleted": {"analyses": 3, "personas": 2, "apiKeys": 2, "other": 3}, "analyticsAnonymized": 2})
     );
     nothing_left(&app, "subject").await;
     problem(app.get("/v1/me", &victim).await, 401, "account_deleted").await;
@@ -244,3 +315,122 @@ async fn admins_erase_on_behalf(app: TestApp) {
     json_of(app.get("/v1/me", &admin).await, 200).await;
 }
 crate::both_backends!(admins_erase_on_behalf);
+
+/// Lets `deletes` commits that delete something through, then refuses every
+/// such commit, as if the process had died there (an `i64::MAX` budget: no limit).
+struct StopsDeleting {
+    inner: Arc<dyn Store>,
+    deletes: Arc<AtomicI64>,
+}
+
+#[async_trait]
+impl Store for StopsDeleting {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn get(&self, p: &DocPath) -> StoreResult<Option<Doc>> {
+        self.inner.get(p).await
+    }
+    async fn get_all(&self, p: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+        self.inner.get_all(p).await
+    }
+    async fn query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
+        self.inner.query(q).await
+    }
+    async fn count(&self, q: &Query) -> StoreResult<u64> {
+        self.inner.count(q).await
+    }
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
+        if writes.iter().any(|w| matches!(w.op, WriteOp::Delete))
+            && self.deletes.fetch_sub(1, Ordering::SeqCst) <= 0
+        {
+            return Err(StoreError::Internal("the process died here".into()));
+        }
+        self.inner.commit(writes).await
+    }
+    async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
+        self.inner.list_collection_ids(p).await
+    }
+    async fn descendants(
+        &self,
+        p: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.inner.descendants(p, after, limit).await
+    }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        self.inner.scan(after, limit).await
+    }
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+        self.inner.begin().await
+    }
+}
+
+/// An erasure that stops after its first page of deletes: old keys and tokens
+/// are refused already (the key's document is still there), and calling again
+/// finishes the job, counting exactly what it deleted.
+async fn an_interrupted_erasure_is_finished_by_calling_again(backend: Backend) {
+    let deletes = Arc::new(AtomicI64::new(i64::MAX));
+    let budget = deletes.clone();
+    let app = spawn_app_wrapped(backend, &[], move |inner| {
+        Arc::new(StopsDeleting {
+            inner,
+            deletes: budget,
+        })
+    })
+    .await;
+    let token = app.token("cut");
+    populate(&app, "cut", &token).await;
+    // Enough analyses for three pages, all before the API keys in path order.
+    let user = DocPath::root("users", "cut").unwrap();
+    let writes = (0..1_100)
+        .map(|i| {
+            Write::set(
+                user.child("analyses", &format!("bulk{i:04}")).unwrap(),
+                Fields::new(),
+            )
+        })
+        .collect();
+    store::commit_chunked(app.store().as_ref(), writes).await.unwrap();
+    let key = key_with(&app, &token, &all_permissions()).await;
+    json_of(app.get("/v1/me", &key).await, 200).await;
+    let before = all_descendants(app.store().as_ref(), &user).await.unwrap();
+
+    deletes.store(1, Ordering::SeqCst);
+    problem(app.delete("/v1/me", &token).await, 500, "internal").await;
+    deletes.store(i64::MAX, Ordering::SeqCst);
+    let left = all_descendants(app.store().as_ref(), &user).await.unwrap();
+    assert_eq!(left.len(), before.len() - 500, "one page deleted");
+    assert!(app.store().get(&user).await.unwrap().is_some());
+    assert!(left.iter().any(|p| p.collection_id() == "apiKeys"));
+
+    // Refused already, the key as if it were deleted.
+    problem(app.get("/v1/me", &token).await, 401, "account_deleted").await;
+    problem(app.get("/v1/me", &key).await, 401, "unauthenticated").await;
+    problem(app.get("/v1/analyses", &key).await, 401, "unauthenticated").await;
+
+    let left: Vec<String> = left.iter().map(ToString::to_string).collect();
+    let erased = json_of(app.delete("/v1/me", &token).await, 200).await;
+    assert_eq!(erased["deleted"], expected_counts("cut", &left));
+    assert_eq!(erased["deleted"]["apiKeys"], 3);
+    assert_eq!(erased["analyticsAnonymized"], 2);
+    nothing_left(&app, "cut").await;
+    problem(app.get("/v1/me", &key).await, 401, "unauthenticated").await;
+}
+
+mod interrupted {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        an_interrupted_erasure_is_finished_by_calling_again(Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn firestore() {
+        an_interrupted_erasure_is_finished_by_calling_again(Backend::Firestore).await;
+    }
+}

@@ -194,7 +194,7 @@ async fn trends_equal_a_recount(app: TestApp) {
     assert!(t["byPersona"].get("New one").is_none(), "{t}");
     check(&app, &token, uid).await;
     // The counters live under the user (so erasure finds them).
-    let below = app.store().descendants(&user).await.unwrap();
+    let below = store::all_descendants(app.store().as_ref(), &user).await.unwrap();
     assert!(below.iter().any(|p| p.collection_id() == trends::COLLECTION));
 }
 crate::both_backends!(trends_equal_a_recount);

@@ -164,10 +164,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app with extra environment (`(name, value)`) on top of the test defaults.
 pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
+    spawn_app_wrapped(backend, env, |store| store).await
+}
+
+/// [`spawn_app_with`] on the store `wrap` makes of the usual one (to inject failures).
+pub async fn spawn_app_wrapped(
+    backend: Backend,
+    env: &[(&str, &str)],
+    wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+) -> TestApp {
     let project_id = support::unique_project_id("api");
     let config = test_config(backend, &project_id, env);
     let metrics = Metrics::new().expect("metrics");
-    let store = open_store(&config, metrics.clone());
+    let store = wrap(open_store(&config, metrics.clone()));
     start(config, store, metrics, project_id).await
 }
 

@@ -22,6 +22,7 @@ mod api_trends;
 mod app;
 mod binary;
 mod deploy;
+mod erasure_killed;
 mod indexes;
 mod instances;
 mod migrations;

@@ -60,8 +60,13 @@ impl Store for FailAfter {
     async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
         self.inner.list_collection_ids(p).await
     }
-    async fn descendants(&self, p: &DocPath) -> StoreResult<Vec<DocPath>> {
-        self.inner.descendants(p).await
+    async fn descendants(
+        &self,
+        p: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.inner.descendants(p, after, limit).await
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         self.inner.scan(after, limit).await
@@ -162,8 +167,13 @@ impl Store for ChangesTheFile {
     async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
         self.inner.list_collection_ids(p).await
     }
-    async fn descendants(&self, p: &DocPath) -> StoreResult<Vec<DocPath>> {
-        self.inner.descendants(p).await
+    async fn descendants(
+        &self,
+        p: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.inner.descendants(p, after, limit).await
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         self.inner.scan(after, limit).await

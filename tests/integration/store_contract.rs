@@ -38,6 +38,7 @@ contract! {
     concurrent_increments: embedded_concurrent_increments, firestore_concurrent_increments;
     subcollections: embedded_subcollections, firestore_subcollections;
     descendants_of_a_large_subtree: embedded_descendants_of_a_large_subtree, firestore_descendants_of_a_large_subtree;
+    descendant_pages: embedded_descendant_pages, firestore_descendant_pages;
     queries: embedded_queries, firestore_queries;
     cursor_pages_with_ties: embedded_cursor_pages_with_ties, firestore_cursor_pages_with_ties;
     collection_group_queries: embedded_collection_group_queries, firestore_collection_group_queries;
@@ -353,8 +354,7 @@ async fn subcollections(store: Arc<dyn Store>) {
             .is_empty()
     );
 
-    let mut below: Vec<String> = store
-        .descendants(&u1)
+    let mut below: Vec<String> = store::all_descendants(store.as_ref(), &u1)
         .await
         .unwrap()
         .into_iter()
@@ -371,7 +371,9 @@ async fn subcollections(store: Arc<dyn Store>) {
         ]
     );
     assert_eq!(
-        store.descendants(&path("users/u2")).await.unwrap(),
+        store::all_descendants(store.as_ref(), &path("users/u2"))
+            .await
+            .unwrap(),
         vec![path("users/u2/analyses/b1")]
     );
 
@@ -383,6 +385,58 @@ async fn subcollections(store: Arc<dyn Store>) {
     assert_eq!(
         ids(&store.query(&Query::collection(None, "users")).await.unwrap()),
         vec!["u1"]
+    );
+}
+
+/// Pages of descendants: path order segment by segment (as Firestore orders
+/// `__name__`), `after` exclusive, `limit` honoured, missing parents included.
+async fn descendant_pages(store: Arc<dyn Store>) {
+    let user = path("users/p");
+    let expected: Vec<DocPath> = [
+        "users/p/a/1",
+        "users/p/a/1/c/x",
+        "users/p/a/2",
+        // `a-b` sorts after `a` by segment, before it as a flat string ('-' < '/').
+        "users/p/a-b/1",
+        "users/p/m/missing/deep/d",
+        "users/p/z/9",
+    ]
+    .into_iter()
+    .map(path)
+    .collect();
+    let writes = expected
+        .iter()
+        .map(|p| Write::set(p.clone(), Fields::new()))
+        .chain([
+            Write::set(user.clone(), Fields::new()),
+            Write::set(path("users/p2/a/1"), Fields::new()),
+            Write::set(path("users/o/a/1"), Fields::new()),
+        ])
+        .collect();
+    store.commit(writes).await.unwrap();
+    let mut walked = Vec::new();
+    let mut after: Option<DocPath> = None;
+    loop {
+        let page = store.descendants(&user, after.as_ref(), 4).await.unwrap();
+        assert!(page.len() <= 4);
+        let done = page.len() < 4;
+        walked.extend(page);
+        after = walked.last().cloned();
+        if done {
+            break;
+        }
+    }
+    assert_eq!(walked, expected);
+    assert_eq!(
+        store.descendants(&user, Some(&expected[1]), 2).await.unwrap(),
+        expected[2..4].to_vec()
+    );
+    assert!(
+        store
+            .descendants(&user, expected.last(), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -399,7 +453,7 @@ async fn descendants_of_a_large_subtree(store: Arc<dyn Store>) {
         .chain([Write::set(path("users/bigger/analyses/x"), Fields::new())])
         .collect();
     store::commit_chunked(store.as_ref(), writes).await.unwrap();
-    let mut found = store.descendants(&user).await.unwrap();
+    let mut found = store::all_descendants(store.as_ref(), &user).await.unwrap();
     found.sort();
     expected.sort();
     assert_eq!(found.len(), expected.len());

@@ -54,3 +54,206 @@ pub async fn store(backend: StoreBackend, prefix: &str) -> Arc<dyn Store> {
         }
     }
 }
+
+/// The emulator's REST API, independent of the service's store code: what is
+/// really left in a project (`Bearer owner` passes any security rules).
+pub struct EmulatorRest {
+    client: reqwest::Client,
+    documents: String,
+}
+
+impl EmulatorRest {
+    pub fn new(project: &str) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            documents: format!(
+                "http://{}/v1/projects/{project}/databases/(default)/documents",
+                emulator_host()
+            ),
+        }
+    }
+
+    async fn post(&self, url: String, body: serde_json::Value) -> serde_json::Value {
+        let res = self
+            .client
+            .post(&url)
+            .bearer_auth("owner")
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {url}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {url}: {e}: {text}"))
+    }
+
+    /// `doc` relative to the documents root (`users/u1`), or `""` for the root.
+    fn url_of(&self, doc: &str) -> String {
+        if doc.is_empty() {
+            self.documents.clone()
+        } else {
+            format!("{}/{doc}", self.documents)
+        }
+    }
+
+    /// The ids of the subcollections directly under `doc` (`:listCollectionIds`, every page).
+    pub async fn collection_ids(&self, doc: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = serde_json::json!({"pageSize": 300});
+            if let Some(t) = &token {
+                body["pageToken"] = t.clone().into();
+            }
+            let page = self
+                .post(format!("{}:listCollectionIds", self.url_of(doc)), body)
+                .await;
+            ids.extend(
+                page["collectionIds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            );
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    /// Every document below `doc` found by listing collection ids and walking
+    /// into every document, missing parents included (`showMissing`): paths
+    /// relative to the documents root, sorted.
+    pub async fn walk(&self, doc: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut todo = vec![doc.to_owned()];
+        while let Some(parent) = todo.pop() {
+            for collection in self.collection_ids(&parent).await {
+                let prefix = if parent.is_empty() {
+                    collection
+                } else {
+                    format!("{parent}/{collection}")
+                };
+                for (path, exists) in self.list_documents(&prefix).await {
+                    if exists {
+                        found.push(path.clone());
+                    }
+                    todo.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// The documents of one collection, with `showMissing` (missing parents of
+    /// deeper documents): (path relative to the documents root, exists).
+    async fn list_documents(&self, collection: &str) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let url = format!("{}/{collection}", self.documents);
+            let mut query = vec![
+                ("showMissing", "true".to_owned()),
+                ("pageSize", "300".to_owned()),
+                ("mask.fieldPaths", "__name__".to_owned()),
+            ];
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let res = self
+                .client
+                .get(&url)
+                .query(&query)
+                .bearer_auth("owner")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = res.status();
+            let page: serde_json::Value = res.json().await.unwrap_or_default();
+            assert!(status.is_success(), "GET {url}: {status} {page}");
+            for d in page["documents"].as_array().into_iter().flatten() {
+                let name = d["name"].as_str().unwrap_or_default();
+                // A missing document has no createTime.
+                let exists = d.get("createTime").is_some();
+                out.push((self.relative(name), exists));
+            }
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Every document below `doc` in one kindless all-descendants `:runQuery`
+    /// (also under missing parents): paths relative to the documents root, sorted.
+    pub async fn descendants(&self, doc: &str) -> Vec<String> {
+        let rows = self
+            .post(
+                format!("{}:runQuery", self.url_of(doc)),
+                serde_json::json!({"structuredQuery": {
+                    "select": {"fields": [{"fieldPath": "__name__"}]},
+                    "from": [{"allDescendants": true}],
+                }}),
+            )
+            .await;
+        let mut found: Vec<String> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["document"]["name"].as_str())
+            .map(|n| self.relative(n))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Whether the document exists.
+    pub async fn exists(&self, doc: &str) -> bool {
+        let url = self.url_of(doc);
+        let res = self
+            .client
+            .get(&url)
+            .bearer_auth("owner")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        match res.status().as_u16() {
+            200 => true,
+            404 => false,
+            s => panic!("GET {url}: {s}"),
+        }
+    }
+
+    /// Asserts that nothing at all is left below `doc` (nor `doc` itself), by
+    /// both listings.
+    pub async fn assert_nothing_under(&self, doc: &str) {
+        assert!(!self.exists(doc).await, "{doc} still exists");
+        assert_eq!(
+            self.collection_ids(doc).await,
+            Vec::<String>::new(),
+            "collections under {doc}"
+        );
+        assert_eq!(
+            self.walk(doc).await,
+            Vec::<String>::new(),
+            "documents under {doc} (walk)"
+        );
+        assert_eq!(
+            self.descendants(doc).await,
+            Vec::<String>::new(),
+            "documents under {doc} (query)"
+        );
+    }
+
+    fn relative(&self, name: &str) -> String {
+        // `name` is `projects/P/databases/(default)/documents/...`.
+        name.split_once("/documents/")
+            .map_or_else(|| name.to_owned(), |(_, rest)| rest.to_owned())
+    }
+}
