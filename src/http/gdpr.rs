@@ -68,8 +68,9 @@ enum Format {
     Csv,
 }
 
-/// Everything held about you (Art. 15/20), streamed. `format=json` (default):
-/// one JSON document `{exportedAt, userData, analysisHistory, customPersonas,
+/// Everything held about you (Art. 15/20), streamed as an attachment.
+///
+/// `format=json` (default): one JSON document `{exportedAt, userData, analysisHistory, customPersonas,
 /// apiKeys (no hashes), usageAnalytics, auditTrail}`. `format=csv`: a ZIP
 /// holding `profile.csv`, `analyses.csv`, `personas.csv`, `api_keys.csv`,
 /// `usage_analytics.csv` and `audit_trail.csv` (RFC 4180; nested fields as
