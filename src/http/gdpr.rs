@@ -56,28 +56,41 @@ pub fn resources() -> Vec<routes::Routes> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `json` (default).
-    #[param(pattern = "^json$")]
+    /// `json` (default): one JSON document; `csv`: a ZIP of one CSV file per
+    /// section.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
-/// Everything held about you (Art. 15/20), streamed as one JSON document:
-/// `{exportedAt, userData, analysisHistory, customPersonas, apiKeys (no
-/// hashes), usageAnalytics, auditTrail}`. Its own rate limit
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    Csv,
+}
+
+/// Everything held about you (Art. 15/20), streamed as an attachment.
+///
+/// `format=json` (default): one JSON document `{exportedAt, userData, analysisHistory, customPersonas,
+/// apiKeys (no hashes), usageAnalytics, auditTrail}`. `format=csv`: a ZIP
+/// holding `profile.csv`, `analyses.csv`, `personas.csv`, `api_keys.csv`,
+/// `usage_analytics.csv` and `audit_trail.csv` (RFC 4180; nested fields as
+/// dotted column names, arrays as JSON in one cell). Its own rate limit
 /// (`FUNNELFLOW_EXPORT_RATE_LIMIT`); audited.
 #[utoipa::path(get, path = "/v1/me/export", tag = "gdpr", operation_id = "exportMe", params(ExportParams),
-    responses((status = 200, description = "The export, as an attachment", content_type = "application/json",
-        body = Object, headers(("Content-Disposition" = String)))),
+    responses((status = 200, description = "The export, as an attachment",
+        content((Object = "application/json"), ("application/zip")),
+        headers(("Content-Disposition" = String)))),
     security(("bearer" = [])))]
 pub async fn export(
     state: web::Data<AppState>,
     principal: Principal,
     q: web::Query<ExportParams>,
 ) -> AppResult<HttpResponse> {
-    match q.format.as_deref() {
-        None | Some("json") => {}
-        Some(_) => return Err(AppError::BadRequest("format must be `json`".into())),
-    }
+    let format = match q.format.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err(AppError::BadRequest("format must be `json` or `csv`".into())),
+    };
     let decision = state.export_limiter.check(&principal.uid).await;
     if !decision.allowed {
         return Err(AppError::RateLimited {
@@ -86,6 +99,10 @@ pub async fn export(
     }
     let profile =
         serde_json::to_value(principal.account.profile.for_response()).map_err(AppError::internal)?;
+    let (name, content_type, file) = match format {
+        Format::Json => ("json", "application/json", "funnelflow-export.json"),
+        Format::Csv => ("csv", "application/zip", "funnelflow-export.zip"),
+    };
     state
         .store
         .commit(vec![audit::record(
@@ -93,7 +110,7 @@ pub async fn export(
             "user.export",
             &format!("users/{}", principal.uid),
             &request_id::current(),
-            serde_json::json!({"format": "json"}),
+            serde_json::json!({"format": name}),
         )?])
         .await?;
     // A small channel: the writer waits for the client, so memory stays flat.
@@ -101,16 +118,20 @@ pub async fn export(
     let (store, uid) = (state.store.clone(), principal.uid.clone());
     tokio::spawn(async move {
         let errors = tx.clone();
-        if let Err(e) = dump::write_json(store, uid, profile, tx).await {
+        let written = match format {
+            Format::Json => dump::write_json(store, uid, profile, tx).await,
+            Format::Csv => dump::write_zip(store, uid, profile, tx).await,
+        };
+        if let Err(e) = written {
             tracing::warn!(error = %e, "export stopped");
             let _ = errors.send(Err(e)).await;
         }
     });
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .content_type(content_type)
         .insert_header((
             header::CONTENT_DISPOSITION,
-            "attachment; filename=\"funnelflow-export.json\"",
+            format!("attachment; filename=\"{file}\""),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .streaming(futures::stream::unfold(rx, |mut rx| async move {

@@ -11,6 +11,7 @@ mod api_contract;
 mod api_erasure;
 mod api_events;
 mod api_export;
+mod api_export_csv;
 mod api_http;
 mod api_idempotency;
 mod api_if_match;

@@ -1,0 +1,46 @@
+//! The export as one JSON document:
+//! `{exportedAt, userData, analysisHistory, …}`, written page by page.
+
+use std::sync::Arc;
+
+use super::{Chunks, PROFILE, Pager, sections, send};
+use crate::error::AppResult;
+use crate::store::Store;
+
+/// Writes the export of `uid` into `tx`, chunk by chunk; stops early when the
+/// receiver is gone (the client left).
+pub async fn write_json(
+    store: Arc<dyn Store>,
+    uid: String,
+    profile: serde_json::Value,
+    tx: Chunks,
+) -> AppResult<()> {
+    let head = serde_json::json!({"exportedAt": jiff::Timestamp::now().to_string()});
+    let head = head.to_string();
+    send(
+        &tx,
+        format!("{},\"{}\":{}", head.trim_end_matches('}'), PROFILE.0, profile),
+    )
+    .await?;
+    for section in sections(&uid)? {
+        send(&tx, format!(",\"{}\":[", section.json)).await?;
+        let mut first = true;
+        let mut pager = Pager::new(store.as_ref(), &section);
+        while let Some(items) = pager.next().await? {
+            let mut chunk = String::new();
+            for item in &items {
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(&item.to_string());
+            }
+            if !chunk.is_empty() {
+                send(&tx, chunk).await?;
+            }
+        }
+        send(&tx, "]").await?;
+    }
+    send(&tx, "}").await?;
+    Ok(())
+}

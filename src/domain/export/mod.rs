@@ -1,0 +1,161 @@
+//! GDPR export (Art. 15/20), streamed: the sections are read page by page and
+//! written as the store answers, so memory stays flat however large the
+//! account. Two formats share the sections defined here: one JSON document
+//! (`json`) or a ZIP of one CSV per section (`csv`). Stored hashes
+//! (`secretHash`) never leave the service.
+
+mod csv;
+mod flatten;
+mod json;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use self::csv::write_zip;
+pub use self::json::write_json;
+use super::{analytics, api_keys, audit, personas, users};
+use crate::error::{AppError, AppResult};
+use crate::store::{Cursor, Doc, Op, Query, Store, value};
+
+/// Documents read per store round trip.
+const PAGE: u32 = 200;
+/// Fields never exported.
+const SECRET_FIELDS: [&str; 1] = ["secretHash"];
+
+/// Where the export's bytes go; the receiver is the HTTP response.
+pub type Chunks = mpsc::Sender<Result<Bytes, AppError>>;
+
+async fn send(tx: &Chunks, bytes: impl Into<Bytes>) -> AppResult<()> {
+    tx.send(Ok(bytes.into()))
+        .await
+        .map_err(|_| AppError::internal("export receiver gone"))
+}
+
+fn item(doc: &Doc) -> serde_json::Value {
+    let mut m = value::fields_to_json(&doc.fields);
+    for f in SECRET_FIELDS {
+        m.remove(f);
+    }
+    serde_json::Value::Object(m)
+}
+
+/// A query feeding a section, and an `actor` whose records it skips (listed already).
+type Source = (Query, Option<String>);
+
+/// One section of the export after the profile: its key in the JSON document,
+/// its file in the ZIP, and the queries that feed it (in order).
+struct Section {
+    json: &'static str,
+    csv: &'static str,
+    sources: Vec<Source>,
+}
+
+/// The profile's key in the JSON document and its file in the ZIP.
+const PROFILE: (&str, &str) = ("userData", "profile.csv");
+
+fn sections(uid: &str) -> AppResult<Vec<Section>> {
+    let user = users::Users::path(uid)?;
+    let own = |collection| vec![(Query::collection(Some(&user), collection), None)];
+    Ok(vec![
+        Section {
+            json: "analysisHistory",
+            csv: "analyses.csv",
+            sources: own(super::analyses::COLLECTION),
+        },
+        Section {
+            json: "customPersonas",
+            csv: "personas.csv",
+            sources: own(personas::COLLECTION),
+        },
+        Section {
+            json: "apiKeys",
+            csv: "api_keys.csv",
+            sources: own(api_keys::COLLECTION),
+        },
+        Section {
+            json: "usageAnalytics",
+            csv: "usage_analytics.csv",
+            sources: vec![(analytics::user_query(uid), None)],
+        },
+        Section {
+            json: "auditTrail",
+            csv: "audit_trail.csv",
+            sources: vec![
+                (
+                    Query::collection(None, audit::COLLECTION).filter(
+                        "actor",
+                        Op::Eq,
+                        value::string(uid.to_owned()),
+                    ),
+                    None,
+                ),
+                // Records about the user by someone else (the user's own are above).
+                (
+                    Query::collection(None, audit::COLLECTION).filter(
+                        "target",
+                        Op::In,
+                        value::array(vec![
+                            value::string(uid.to_owned()),
+                            value::string(format!("{}/{uid}", users::COLLECTION)),
+                        ]),
+                    ),
+                    Some(uid.to_owned()),
+                ),
+            ],
+        },
+    ])
+}
+
+/// Walks a section's sources one store page at a time.
+struct Pager<'a> {
+    store: &'a dyn Store,
+    sources: &'a [Source],
+    source: usize,
+    after: Option<Cursor>,
+}
+
+impl<'a> Pager<'a> {
+    fn new(store: &'a dyn Store, section: &'a Section) -> Self {
+        Self {
+            store,
+            sources: &section.sources,
+            source: 0,
+            after: None,
+        }
+    }
+
+    /// The next page's items (possibly none when a page was all skipped),
+    /// or `None` once every source is exhausted.
+    async fn next(&mut self) -> AppResult<Option<Vec<serde_json::Value>>> {
+        let Some((q, skip_actor)) = self.sources.get(self.source) else {
+            return Ok(None);
+        };
+        let page_q = q.clone().after(self.after.take()).limit(PAGE);
+        let docs = self.store.query(&page_q).await?;
+        match docs.last() {
+            Some(last) if docs.len() == PAGE as usize => self.after = Some(page_q.cursor_after(last)),
+            _ => self.source += 1,
+        }
+        Ok(Some(
+            docs.iter()
+                .filter(|d| {
+                    skip_actor
+                        .as_deref()
+                        .is_none_or(|a| d.field("actor").and_then(value::as_str) != Some(a))
+                })
+                .map(item)
+                .collect(),
+        ))
+    }
+}
+
+pub fn query_shapes() -> Vec<(&'static str, Query)> {
+    vec![(
+        "export: audit records about a user",
+        Query::collection(None, audit::COLLECTION).filter(
+            "target",
+            Op::In,
+            value::array(vec![value::string("x"), value::string("users/x")]),
+        ),
+    )]
+}
