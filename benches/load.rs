@@ -23,6 +23,12 @@
 //!    embedded store; its RSS afterwards must stay under idle + `FUNNELFLOW_CACHE_MB` + a margin.
 //!    `LOAD_BENCH_ONLY=hostile` runs only this scenario.
 //!
+//! 5. GDPR export and erasure (`load/gdpr.rs`): accounts of 1,000 and 10,000 analyses seeded
+//!    directly into the emulator; the service's RSS rise while exporting (fast and slow
+//!    reader), the cost per exported analysis of the small account against the large one,
+//!    and `DELETE /v1/me` of 10,000 analyses against the same deletes through the crate.
+//!    `LOAD_BENCH_ONLY=gdpr` runs only these (the emulator is still started).
+//!
 //! Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //! `LOAD_BENCH_SECS` (measured seconds per scenario, default 5) and `LOAD_BENCH_CONC`
 //! (connections, default 32) tune it. The results also go to `target/tmp/load-bench/results.md`.
@@ -49,6 +55,9 @@ use funnelflow::store::{DocPath, Fields, Store, Write, value};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "load/gdpr.rs"]
+mod gdpr;
 
 /// Set in the child's environment by the supervisor.
 const CHILD_MARK: &str = "FUNNELFLOW_LOAD_BENCH_CHILD";
@@ -1343,6 +1352,10 @@ async fn bench() -> Result<()> {
     }
     let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
     let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
+    // `LOAD_BENCH_ONLY=gdpr`: only the GDPR export and erasure scenarios.
+    if gdpr::only() {
+        return gdpr::only_report(&emulator, emulator_pid).await;
+    }
     let secs = env_num("LOAD_BENCH_SECS", 5, 1, 30);
     let conc = usize::try_from(env_num("LOAD_BENCH_CONC", 32, 1, 256))?;
     let timing = Timing {
@@ -1679,6 +1692,9 @@ async fn bench() -> Result<()> {
     .await?;
     drop(quiet);
 
+    // (g) GDPR export and erasure, on accounts of their own.
+    let gdpr = gdpr::run(&emulator, emulator_pid).await?;
+
     // ------------------------------------------------------------------ report
     let get_ratio = svc_get.rps() / raw_get.rps();
     let query_ratio = svc_q.rps() / raw_q.rps();
@@ -1768,7 +1784,9 @@ async fn bench() -> Result<()> {
         svc_hwm as f64 / 1024.0,
     );
     md.push_str(&sweep_markdown(&sweep));
-    let bars = [
+    md.push('\n');
+    md.push_str(&gdpr.markdown());
+    let mut bars = vec![
         bar(
             "cached GET /v1/me throughput",
             format!("{:.0} req/s ({conc} conn)", me_main.rps()),
@@ -1812,19 +1830,8 @@ async fn bench() -> Result<()> {
             Some((cold.rss_kib as f64) * 1024.0 < 30e6),
         ),
         sweep_bar(&sweep),
-        bar(
-            "GDPR export of 10,000 analyses streams with flat memory",
-            "endpoint not implemented".into(),
-            "flat memory",
-            None,
-        ),
-        bar(
-            "GDPR erase of 10,000 documents / emulator batched deletes",
-            "endpoint not implemented".into(),
-            "≤ 1.5×",
-            None,
-        ),
     ];
+    bars.extend(gdpr.bars());
     md.push_str("| bar | measured | target | verdict |\n|---|---|---|---|\n");
     for b in &bars {
         let _ = writeln!(
