@@ -4,9 +4,9 @@
 //!
 //! - **Order.** Tombstone first (from then on old tokens are refused and nothing
 //!   re-provisions the account), then every descendant document (one
-//!   all-descendants listing: unknown, nested and parentless subcollections too,
-//!   read 1,000 at a time) in commits of 500 with bounded concurrency
-//!   and backoff, holding a few pages at most, then analytics and
+//!   all-descendants listing, streamed: unknown, nested and parentless
+//!   subcollections too) in commits of 500 with bounded concurrency and
+//!   backoff, holding a few chunks at most, then analytics and
 //!   audit records, then the user document last. An erasure stopped anywhere is
 //!   finished by calling again; a finished one answers zero counts.
 //! - **The tombstone** is `tombstones/{pseudonym}`: a root collection, so the
@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use futures::stream::TryChunksError;
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,6 @@ use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, va
 pub const TOMBSTONES: &str = "tombstones";
 /// Commits in flight at once while deleting.
 const CONCURRENCY: usize = 4;
-/// Descendants listed at a time (deleted in commits of 500, one after the
-/// other). Fewer, larger listings: each costs the emulator a scan.
-const PAGE: u32 = 2 * store::MAX_WRITES_PER_COMMIT as u32;
 /// How long an instance trusts what it read of a user's tombstone.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(30);
 
@@ -174,16 +172,21 @@ impl Erasure {
         self.users.invalidate(uid).await;
 
         // 2. Everything below the user document, whatever its collection or
-        // depth, page by page: a page is listed while earlier ones are being
-        // deleted, and at most `CONCURRENCY + 1` pages are held at once, so
-        // memory stays flat however large the account.
+        // depth, from one streamed listing (linear, where cursor pages cost the
+        // emulator a scan each), deleted in commits of 500 while the listing
+        // goes on; at most `CONCURRENCY` commits in flight and one chunk being
+        // gathered, and the stream is held back meanwhile: memory stays flat
+        // however large the account.
         let mut counts = DeletedCounts::default();
-        descendant_pages(self.store.clone(), user.clone(), PAGE)
-            .map_ok(|page| {
-                let key_ids = tally(&user, &page, &mut counts);
+        self.store
+            .descendants_stream(&user)
+            .try_chunks(store::MAX_WRITES_PER_COMMIT)
+            .map_err(|TryChunksError(_, e)| e)
+            .map_ok(|chunk| {
+                let key_ids = tally(&user, &chunk, &mut counts);
                 let store = self.store.clone();
                 async move {
-                    let writes = page.into_iter().map(Write::delete).collect();
+                    let writes = chunk.into_iter().map(Write::delete).collect();
                     store::commit_chunked(store.as_ref(), writes).await?;
                     Ok::<_, store::StoreError>(key_ids)
                 }
@@ -300,30 +303,6 @@ fn tally(user: &DocPath, page: &[DocPath], counts: &mut DeletedCounts) -> Vec<St
         }
     }
     key_ids
-}
-
-/// The descendants of `parent`, page after page (each listed only when the
-/// consumer asks for it).
-fn descendant_pages(
-    store: Arc<dyn Store>,
-    parent: DocPath,
-    limit: u32,
-) -> impl futures::Stream<Item = store::StoreResult<Vec<DocPath>>> {
-    // `Some(after)`: the next page starts after `after`; `None`: no more pages.
-    futures::stream::try_unfold(Some(None), move |next: Option<Option<DocPath>>| {
-        let (store, parent) = (store.clone(), parent.clone());
-        async move {
-            let Some(after) = next else {
-                return Ok(None);
-            };
-            let page = store.descendants(&parent, after.as_ref(), limit).await?;
-            if page.is_empty() {
-                return Ok(None);
-            }
-            let next = (page.len() >= limit as usize).then(|| page.last().cloned());
-            Ok(Some((page, next)))
-        }
-    })
 }
 
 /// The analytics collection erasure rewrites (for the index registry: all its

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use tokio::time::Instant;
 
+use super::stream::idle_bounded;
 use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
 
 tokio::task_local! {
@@ -118,10 +120,14 @@ impl Deadlined {
     }
 }
 
+/// The current deadline, or `budget` from now outside one.
+fn first_by(budget: Duration) -> Instant {
+    Deadline::current().map_or_else(|| Instant::now() + budget, |d| d.at)
+}
+
 /// Runs `fut` until the current deadline, or for `budget` outside one.
 async fn bounded<T>(op: &str, budget: Duration, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-    let at = Deadline::current().map_or_else(|| Instant::now() + budget, |d| d.at);
-    tokio::time::timeout_at(at, fut)
+    tokio::time::timeout_at(first_by(budget), fut)
         .await
         .unwrap_or_else(|_| Err(expired(op)))
 }
@@ -172,6 +178,25 @@ impl Store for Deadlined {
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         bounded("scan", self.budget, self.inner.scan(after, limit)).await
+    }
+    /// A stream is not bounded by the request's deadline as a whole (a long,
+    /// healthy one must not be cut off): its first item is bounded as a call,
+    /// then each item by the budget as an idle timeout.
+    fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
+        idle_bounded(
+            "query_stream",
+            self.inner.query_stream(query),
+            first_by(self.budget),
+            self.budget,
+        )
+    }
+    fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
+        idle_bounded(
+            "descendants_stream",
+            self.inner.descendants_stream(parent),
+            first_by(self.budget),
+            self.budget,
+        )
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let inner = bounded("begin_transaction", self.budget, self.inner.begin()).await?;

@@ -21,13 +21,14 @@ use ::firestore::{
     FirestoreValue, errors::FirestoreError,
 };
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
 
 use super::embedded::effective_order;
 use super::value::{self, ValueType};
 use super::{
     Committed, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, StoreError, StoreResult,
-    Transaction, Transform, Value, Write, WriteOp,
+    Transaction, Transform, Value, Write, WriteOp, stream as streams,
 };
 
 /// Reads (and plain commits) against one database; inside a transaction the
@@ -223,6 +224,41 @@ impl FirestoreStore {
             .map(|d| (d.path.clone(), d))
             .collect();
         Ok(paths.iter().map(|p| by_path.get(p).cloned()).collect())
+    }
+
+    /// A kindless all-descendants query: every collection at any depth,
+    /// including those under missing documents, by name only.
+    fn descendants_select(&self, parent: &DocPath) -> FirestoreSelectDocBuilder<'_, FirestoreDb> {
+        self.db
+            .fluent()
+            .select()
+            .fields(["__name__"])
+            .from("")
+            .parent(self.full_name(parent))
+            .all_descendants()
+            .order(|_| {
+                vec![FirestoreQueryOrder::new(
+                    "__name__".into(),
+                    FirestoreQueryDirection::Ascending,
+                )]
+            })
+    }
+
+    /// One server-streamed `RunQuery`, each document mapped by `map`. The
+    /// crate bounds it by an idle timeout (the store timeout), not a total one.
+    fn streamed<'a, T: Send + 'a>(
+        &'a self,
+        select: StoreResult<FirestoreSelectDocBuilder<'a, FirestoreDb>>,
+        map: fn(&Self, proto::Document) -> StoreResult<T>,
+    ) -> BoxStream<'a, StoreResult<T>> {
+        let select = match select {
+            Ok(s) => s,
+            Err(e) => return streams::failed(e),
+        };
+        stream::once(async move { select.stream_query_with_errors().await.map_err(store_error) })
+            .map_ok(move |docs| docs.map(move |d| d.map_err(store_error).and_then(|d| map(self, d))))
+            .try_flatten()
+            .boxed()
     }
 
     async fn run_query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
@@ -501,23 +537,7 @@ impl Store for FirestoreStore {
         after: Option<&DocPath>,
         limit: u32,
     ) -> StoreResult<Vec<DocPath>> {
-        // A kindless all-descendants query: every collection at any depth,
-        // including those under missing documents, by name only.
-        let mut select = self
-            .db
-            .fluent()
-            .select()
-            .fields(["__name__"])
-            .from("")
-            .parent(self.full_name(parent))
-            .all_descendants()
-            .order(|_| {
-                vec![FirestoreQueryOrder::new(
-                    "__name__".into(),
-                    FirestoreQueryDirection::Ascending,
-                )]
-            })
-            .limit(limit);
+        let mut select = self.descendants_select(parent).limit(limit);
         if let Some(last) = after {
             select = select.start_at(FirestoreQueryCursor::AfterValue(vec![self.reference(last)]));
         }
@@ -528,6 +548,14 @@ impl Store for FirestoreStore {
             .iter()
             .map(|d| self.parse_name(&d.name))
             .collect()
+    }
+
+    fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
+        self.streamed(self.select(query), Self::to_doc)
+    }
+
+    fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
+        self.streamed(Ok(self.descendants_select(parent)), |s, d| s.parse_name(&d.name))
     }
 
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {

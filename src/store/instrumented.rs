@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
 use crate::metrics::Metrics;
@@ -67,5 +69,35 @@ impl Store for Instrumented {
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.timed("begin_transaction", self.inner.begin()).await
+    }
+    fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
+        self.first_item("query_stream", self.inner.query_stream(query))
+    }
+    fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
+        self.first_item("descendants_stream", self.inner.descendants_stream(parent))
+    }
+}
+
+impl Instrumented {
+    /// Records a stream's latency to its first item (or its end or first
+    /// error): the part comparable to a call; the rest depends on the consumer.
+    fn first_item<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        inner: BoxStream<'a, StoreResult<T>>,
+    ) -> BoxStream<'a, StoreResult<T>> {
+        let started = Instant::now();
+        let mut pending = true;
+        let mut inner = inner.fuse();
+        futures::stream::poll_fn(move |cx| {
+            let next = inner.poll_next_unpin(cx);
+            if pending && let std::task::Poll::Ready(item) = &next {
+                pending = false;
+                self.metrics
+                    .observe_store(op, !matches!(item, Some(Err(_))), started);
+            }
+            next
+        })
+        .boxed()
     }
 }

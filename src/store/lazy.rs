@@ -10,6 +10,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use super::deadline::Deadline;
@@ -150,5 +152,19 @@ impl Store for LazyFirestore {
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.store().await?.begin().await
+    }
+    fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
+        let query = query.clone();
+        stream::once(self.store())
+            .map_ok(move |s| s.query_stream(&query))
+            .try_flatten()
+            .boxed()
+    }
+    fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
+        let parent = parent.clone();
+        stream::once(self.store())
+            .map_ok(move |s| s.descendants_stream(&parent))
+            .try_flatten()
+            .boxed()
     }
 }

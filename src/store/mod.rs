@@ -15,6 +15,7 @@ pub mod lazy;
 pub mod limits;
 
 mod path;
+pub mod stream;
 pub mod value;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -350,6 +352,18 @@ pub trait Store: Send + Sync + 'static {
     /// segment, as Firestore orders `__name__`), after `after`: a complete,
     /// resumable scan for backups.
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>>;
+    /// [`Store::query`]'s results as one stream, read as it is consumed: for
+    /// result sets of any size (linear cost, flat memory). Ends after an error.
+    /// The default reads chunk by chunk with cursors.
+    fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
+        stream::paged_query(self, query)
+    }
+    /// Every document below `parent` as [`Store::descendants`] lists them (any
+    /// depth, under missing parents too, document-path order), as one stream.
+    /// The default reads chunk by chunk.
+    fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
+        stream::paged_descendants(self, parent)
+    }
     /// Starts a read-write transaction. Prefer [`run_transaction`].
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>>;
 }

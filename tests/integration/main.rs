@@ -36,5 +36,6 @@ mod readiness;
 #[macro_use]
 mod store_contract;
 mod store_commits;
+mod store_contract_streams;
 mod store_limits;
 mod support;

@@ -1,18 +1,19 @@
 //! The export as a ZIP of CSV files, one per section (`profile.csv` first),
 //! streamed: the `zip` crate's stream writer (data descriptors, no seeking)
 //! deflates into a small shared buffer that is drained into the response
-//! after every store page. Each file takes two passes over its section: the
+//! after every batch the store streamed. Each file takes two passes over its section: the
 //! first gathers the column names (only the names are kept), the second
 //! writes the rows.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::TryStreamExt;
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
 use super::flatten::{Columns, Table};
-use super::{Chunks, PROFILE, Pager, sections, send};
+use super::{Chunks, PROFILE, items, sections, send};
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
@@ -124,9 +125,9 @@ pub async fn write_zip(
 
     for section in sections(&uid)? {
         let mut columns = Columns::default();
-        let mut pager = Pager::new(store.as_ref(), &section);
-        while let Some(items) = pager.next().await? {
-            for item in &items {
+        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(batch) = batches.try_next().await? {
+            for item in &batch {
                 columns.add(item)?;
             }
         }
@@ -134,14 +135,14 @@ pub async fn write_zip(
         zip.start_file(section.csv, options).map_err(failed)?;
         let mut w = csv_writer(&mut zip);
         write_header(&mut w, &table)?;
-        let mut pager = Pager::new(store.as_ref(), &section);
-        while let Some(items) = pager.next().await? {
-            for item in &items {
+        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(batch) = batches.try_next().await? {
+            for item in &batch {
                 w.write_record(table.row(item).iter().map(|c| c.as_bytes()))
                     .map_err(failed)?;
             }
             // The CSV writer's own buffer (8 KiB) may hold the last rows;
-            // they go out with the next page or at the end of the file.
+            // they go out with the next batch or at the end of the file.
             buffer.drain(&tx).await?;
         }
         w.flush().map_err(failed)?;

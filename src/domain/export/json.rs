@@ -1,9 +1,11 @@
 //! The export as one JSON document:
-//! `{exportedAt, userData, analysisHistory, …}`, written page by page.
+//! `{exportedAt, userData, analysisHistory, …}`, written batch by batch as the store streams it.
 
 use std::sync::Arc;
 
-use super::{Chunks, PROFILE, Pager, sections, send};
+use futures::TryStreamExt;
+
+use super::{Chunks, PROFILE, items, sections, send};
 use crate::error::AppResult;
 use crate::store::Store;
 
@@ -25,10 +27,10 @@ pub async fn write_json(
     for section in sections(&uid)? {
         send(&tx, format!(",\"{}\":[", section.json)).await?;
         let mut first = true;
-        let mut pager = Pager::new(store.as_ref(), &section);
-        while let Some(items) = pager.next().await? {
+        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(batch) = batches.try_next().await? {
             let mut chunk = String::new();
-            for item in &items {
+            for item in &batch {
                 if !first {
                     chunk.push(',');
                 }

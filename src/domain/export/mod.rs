@@ -1,5 +1,5 @@
-//! GDPR export (Art. 15/20), streamed: the sections are read page by page and
-//! written as the store answers, so memory stays flat however large the
+//! GDPR export (Art. 15/20), streamed: each section is read as a store
+//! stream and written as the store answers, so memory stays flat however large the
 //! account. Two formats share the sections defined here: one JSON document
 //! (`json`) or a ZIP of one CSV per section (`csv`). Stored hashes
 //! (`secretHash`) never leave the service.
@@ -9,16 +9,17 @@ mod flatten;
 mod json;
 
 use bytes::Bytes;
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 pub use self::csv::write_zip;
 pub use self::json::write_json;
 use super::{analytics, api_keys, audit, personas, users};
 use crate::error::{AppError, AppResult};
-use crate::store::{Cursor, Doc, Op, Query, Store, value};
+use crate::store::{Doc, Op, Query, Store, value};
 
-/// Documents read per store round trip.
-const PAGE: u32 = 200;
+/// Most items written at once.
+const BATCH: usize = 200;
 /// Fields never exported.
 const SECRET_FIELDS: [&str; 1] = ["secretHash"];
 
@@ -106,47 +107,30 @@ fn sections(uid: &str) -> AppResult<Vec<Section>> {
     ])
 }
 
-/// Walks a section's sources one store page at a time.
-struct Pager<'a> {
+/// A section's items, its sources one after the other, each read as one
+/// store stream (one query per source, not cursor pages: linear cost), in
+/// batches of what has arrived (at most `BATCH`), so the writer sends a
+/// batch at a time and the store is held back while the client reads.
+fn items<'a>(
     store: &'a dyn Store,
-    sources: &'a [Source],
-    source: usize,
-    after: Option<Cursor>,
-}
-
-impl<'a> Pager<'a> {
-    fn new(store: &'a dyn Store, section: &'a Section) -> Self {
-        Self {
-            store,
-            sources: &section.sources,
-            source: 0,
-            after: None,
-        }
-    }
-
-    /// The next page's items (possibly none when a page was all skipped),
-    /// or `None` once every source is exhausted.
-    async fn next(&mut self) -> AppResult<Option<Vec<serde_json::Value>>> {
-        let Some((q, skip_actor)) = self.sources.get(self.source) else {
-            return Ok(None);
-        };
-        let page_q = q.clone().after(self.after.take()).limit(PAGE);
-        let docs = self.store.query(&page_q).await?;
-        match docs.last() {
-            Some(last) if docs.len() == PAGE as usize => self.after = Some(page_q.cursor_after(last)),
-            _ => self.source += 1,
-        }
-        Ok(Some(
-            docs.iter()
-                .filter(|d| {
-                    skip_actor
-                        .as_deref()
-                        .is_none_or(|a| d.field("actor").and_then(value::as_str) != Some(a))
-                })
-                .map(item)
-                .collect(),
-        ))
-    }
+    section: &'a Section,
+) -> impl Stream<Item = AppResult<Vec<serde_json::Value>>> + Send + 'a {
+    stream::iter(&section.sources)
+        .flat_map(move |(q, skip_actor)| {
+            store.query_stream(q).try_filter_map(move |d| {
+                let skipped = skip_actor
+                    .as_deref()
+                    .is_some_and(|a| d.field("actor").and_then(value::as_str) == Some(a));
+                futures::future::ready(Ok((!skipped).then(|| item(&d))))
+            })
+        })
+        .ready_chunks(BATCH)
+        .map(|batch| {
+            batch
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(AppError::from)
+        })
 }
 
 pub fn query_shapes() -> Vec<(&'static str, Query)> {
