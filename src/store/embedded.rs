@@ -384,6 +384,9 @@ pub(super) fn effective_order(q: &Query) -> StoreResult<Vec<(String, Direction)>
     Ok(order)
 }
 
+/// The streams (`query_stream`, `descendants_stream`) are the trait's chunked
+/// defaults: each chunk is read under the lock, released between chunks, so a
+/// long stream never holds it across an await.
 #[async_trait]
 impl Store for EmbeddedStore {
     fn kind(&self) -> &'static str {
