@@ -11,6 +11,7 @@ use crate::domain::analyses::Analyses;
 use crate::domain::analytics::Analytics;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::erasure::Erasure;
+use crate::domain::feed::{self, Feed};
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
 use crate::domain::users::Users;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub erasure: Erasure,
     pub admin: AdminService,
+    /// The invalidation feed: publishes this instance's changes, follows the others'.
+    pub feed: Feed,
     pub rate_limiter: RateLimiter,
     /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
     pub export_limiter: RateLimiter,
@@ -45,8 +48,15 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let cursors = CursorCodec::new(config.secret.expose())?;
         let budget = CacheBudget::new(config.cache_bytes);
-        let users = Users::new(store.clone(), metrics.clone(), &budget);
-        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
+        let feed = Feed::new(store.clone(), metrics.clone());
+        let users = Users::new(store.clone(), metrics.clone(), &budget, feed.clone());
+        let personas = Personas::new(
+            store.clone(),
+            cursors.clone(),
+            metrics.clone(),
+            &budget,
+            feed.clone(),
+        );
         let hasher = SecretHasher::new(config.secret.expose())?;
         let api_keys = ApiKeys::new(
             store.clone(),
@@ -54,6 +64,7 @@ impl AppState {
             hasher,
             metrics.clone(),
             budget.bytes(Share::ApiKeys),
+            feed.clone(),
         );
         let analyses = Analyses::new(
             store.clone(),
@@ -62,6 +73,7 @@ impl AppState {
             personas.clone(),
             metrics.clone(),
             &budget,
+            feed.clone(),
         );
         Ok(Self {
             erasure: Erasure::new(
@@ -71,10 +83,12 @@ impl AppState {
                 analyses.clone(),
                 personas.clone(),
                 api_keys.clone(),
+                feed.clone(),
             ),
             api_keys,
             analytics: Analytics::new(store.clone(), cursors.clone()),
-            admin: AdminService::new(store.clone(), cursors, users.clone()),
+            admin: AdminService::new(store.clone(), cursors, users.clone(), feed.clone()),
+            feed,
             analyses,
             personas,
             export_limiter: RateLimiter::new("export", config.export_rate_limit, 1 << 20),
@@ -85,5 +99,19 @@ impl AppState {
             verifier,
             metrics,
         })
+    }
+
+    /// Starts following the other instances' changes (tasks of the current runtime).
+    pub fn follow_feed(&self) {
+        feed::spawn(
+            self.feed.clone(),
+            feed::Evictor {
+                users: self.users.clone(),
+                analyses: self.analyses.clone(),
+                personas: self.personas.clone(),
+                api_keys: self.api_keys.clone(),
+                erasure: self.erasure.clone(),
+            },
+        );
     }
 }

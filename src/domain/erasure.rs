@@ -19,7 +19,7 @@
 //!   `idempotency`) is deleted but not counted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
@@ -29,6 +29,7 @@ use sha2::Sha256;
 
 use super::analyses::{self, Analyses};
 use super::api_keys::{self, ApiKeys};
+use super::feed::{Feed, Kind};
 use super::personas::{self, Personas};
 use super::retention::ANALYTICS_COLLECTION;
 use super::users::{self, Users};
@@ -68,8 +69,9 @@ pub struct Erasure {
     analyses: Analyses,
     personas: Personas,
     api_keys: ApiKeys,
-    /// uid → `erasedAt` of its tombstone (if any).
-    tombstones: Cache<String, Option<Timestamp>>,
+    /// uid → (when it was read, `erasedAt` of its tombstone if any).
+    tombstones: Cache<String, (Instant, Option<Timestamp>)>,
+    feed: Feed,
 }
 
 impl Erasure {
@@ -80,8 +82,10 @@ impl Erasure {
         analyses: Analyses,
         personas: Personas,
         api_keys: ApiKeys,
+        feed: Feed,
     ) -> Self {
         Self {
+            feed,
             store,
             key: Arc::new(secret.as_bytes().to_vec()),
             users,
@@ -111,15 +115,22 @@ impl Erasure {
 
     /// 401 `account_deleted` when `uid` was erased after the token's sign-in.
     pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<()> {
-        let erased_at = match self.tombstones.get(uid).await {
-            Some(t) => t,
+        let max_age = self.feed.max_age();
+        let cached = self
+            .tombstones
+            .get(uid)
+            .await
+            .filter(|(read_at, _)| max_age.is_none_or(|m| read_at.elapsed() <= m));
+        let erased_at = match cached {
+            Some((_, t)) => t,
             None => {
+                let read_at = Instant::now();
                 let t = self
                     .store
                     .get(&self.tombstone_path(uid)?)
                     .await?
                     .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
-                self.tombstones.insert(uid.to_owned(), t).await;
+                self.tombstones.insert(uid.to_owned(), (read_at, t)).await;
                 t
             }
         };
@@ -129,6 +140,16 @@ impl Erasure {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Drops this instance's cached tombstone of `uid` (it was erased elsewhere).
+    pub async fn forget(&self, uid: &str) {
+        self.tombstones.invalidate(uid).await;
+    }
+
+    /// Drops every cached tombstone on this instance.
+    pub fn flush(&self) {
+        self.tombstones.invalidate_all();
     }
 
     async fn drop_caches(&self, uid: &str, key_ids: &[String]) {
@@ -147,16 +168,19 @@ impl Erasure {
         // 1. The tombstone: from its commit on, older tokens are refused.
         let mut t = Fields::new();
         t.insert("kind".into(), value::string("erasure"));
+        // Announced with the tombstone: other instances refuse old tokens within a second.
         let committed = self
             .store
             .commit(vec![
                 Write::set(self.tombstone_path(uid)?, t).server_time("erasedAt"),
+                self.feed.entry(uid, Kind::Erasure, &[])?,
             ])
             .await?;
         self.tombstones
-            .insert(uid.to_owned(), Some(committed.commit_time))
+            .insert(uid.to_owned(), (Instant::now(), Some(committed.commit_time)))
             .await;
         self.users.invalidate(uid).await;
+        self.feed.announce().await;
 
         // 2. Everything below the user document, whatever its collection or depth.
         let paths = self.store.descendants(&user).await?;
@@ -230,10 +254,16 @@ impl Erasure {
         )?;
 
         // 5. The user document last: until it is gone, calling again finishes the job.
+        // With the keys' ids: other instances drop their lookups.
         self.store
-            .commit(vec![record, Write::delete(user.clone())])
+            .commit(vec![
+                record,
+                Write::delete(user.clone()),
+                self.feed.entry(uid, Kind::Erasure, &key_ids)?,
+            ])
             .await?;
         self.drop_caches(uid, &key_ids).await;
+        self.feed.announce().await;
         Ok(Erased {
             deleted: counts,
             analytics_anonymized: anonymized,

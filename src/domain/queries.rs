@@ -84,5 +84,9 @@ pub fn all_shapes() -> Vec<(&'static str, Query)> {
     shapes.extend(analytics::query_shapes());
     shapes.extend(erasure::query_shapes());
     shapes.extend(export::query_shapes());
+    shapes.push((
+        "feed: entries after a cursor",
+        crate::domain::feed::entries_after(crate::store::value::now()),
+    ));
     shapes
 }

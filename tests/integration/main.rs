@@ -22,6 +22,7 @@ mod api_trends;
 mod app;
 mod binary;
 mod deploy;
+mod feed;
 mod indexes;
 mod migrations;
 mod openapi;
