@@ -23,6 +23,7 @@ mod app;
 mod binary;
 mod deploy;
 mod feed;
+mod feed_processes;
 mod indexes;
 mod migrations;
 mod openapi;
