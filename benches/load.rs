@@ -23,6 +23,9 @@
 //!    embedded store; its RSS afterwards must stay under idle + `FUNNELFLOW_CACHE_MB` + a margin.
 //!    `LOAD_BENCH_ONLY=hostile` runs only this scenario.
 //!
+//! 5. the invalidation feed (`load/feed.rs`): its cost on writes and the propagation time between
+//!    two instances. Only with `LOAD_BENCH_ONLY=feed`, which runs it alone.
+//!
 //! Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //! `LOAD_BENCH_SECS` (measured seconds per scenario, default 5) and `LOAD_BENCH_CONC`
 //! (connections, default 32) tune it. The results also go to `target/tmp/load-bench/results.md`.
@@ -49,6 +52,9 @@ use funnelflow::store::{DocPath, Fields, Store, Write, value};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+#[path = "load/feed.rs"]
+mod feed;
 
 /// Set in the child's environment by the supervisor.
 const CHILD_MARK: &str = "FUNNELFLOW_LOAD_BENCH_CHILD";
@@ -1342,6 +1348,15 @@ async fn bench() -> Result<()> {
         return Ok(());
     }
     let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
+    // `LOAD_BENCH_ONLY=feed`: only the invalidation feed between two instances.
+    if std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("feed") {
+        let md = feed::run(&emulator).await?;
+        println!(
+            "\n{md}\n(also in {})",
+            out_dir().join("results-feed.md").display()
+        );
+        return Ok(());
+    }
     let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
     let secs = env_num("LOAD_BENCH_SECS", 5, 1, 30);
     let conc = usize::try_from(env_num("LOAD_BENCH_CONC", 32, 1, 256))?;

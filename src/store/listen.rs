@@ -16,7 +16,9 @@ use super::{DocPath, StoreResult};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEvent {
     /// The document was written or deleted (or, before [`ListenEvent::Current`],
-    /// is part of the initial state).
+    /// is part of the initial state: Firestore reports a missing document as
+    /// deleted, the embedded store reports existing ones only). At least once
+    /// per change: the emulator may repeat a document's state.
     Changed(DocPath),
     /// Every change committed before the stream was opened has been delivered:
     /// from here on, the stream is live. Sent once per stream.

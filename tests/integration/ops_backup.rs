@@ -227,7 +227,15 @@ async fn round_trip(app: TestApp) {
     // Every collection, the invalidation feed's (written by the seeded writes) included.
     assert_eq!(
         collections,
-        ["a-b", "ghost", "invalidationHeads", "invalidations", "odd", "system", "users"]
+        [
+            "a-b",
+            "ghost",
+            "invalidationHeads",
+            "invalidations",
+            "odd",
+            "system",
+            "users"
+        ]
     );
 
     let (target, target_project) = another_project(&app).await;
