@@ -22,7 +22,7 @@
 //!   `idempotency`) is deleted but not counted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use hmac::{Hmac, Mac};
@@ -32,6 +32,7 @@ use sha2::Sha256;
 
 use super::analyses::{self, Analyses};
 use super::api_keys::{self, ApiKeys};
+use super::feed::{Feed, Kind};
 use super::personas::{self, Personas};
 use super::retention::ANALYTICS_COLLECTION;
 use super::users::{self, Users};
@@ -42,6 +43,8 @@ use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, va
 pub const TOMBSTONES: &str = "tombstones";
 /// Commits in flight at once while deleting.
 const CONCURRENCY: usize = 4;
+/// Key ids named in the erasure's last feed entry (a document has a size limit).
+const MAX_ANNOUNCED_KEYS: usize = 1_000;
 /// Descendants listed at a time (deleted in commits of 500, one after the
 /// other). Fewer, larger listings: each costs the emulator a scan.
 const PAGE: u32 = 2 * store::MAX_WRITES_PER_COMMIT as u32;
@@ -74,8 +77,9 @@ pub struct Erasure {
     analyses: Analyses,
     personas: Personas,
     api_keys: ApiKeys,
-    /// uid → `erasedAt` of its tombstone (if any).
-    tombstones: Cache<String, Option<Timestamp>>,
+    /// uid → (when it was read, `erasedAt` of its tombstone if any).
+    tombstones: Cache<String, (Instant, Option<Timestamp>)>,
+    feed: Feed,
 }
 
 impl Erasure {
@@ -86,8 +90,10 @@ impl Erasure {
         analyses: Analyses,
         personas: Personas,
         api_keys: ApiKeys,
+        feed: Feed,
     ) -> Self {
         Self {
+            feed,
             store,
             key: Arc::new(secret.as_bytes().to_vec()),
             users,
@@ -116,16 +122,24 @@ impl Erasure {
     }
 
     /// When `uid` was last erased, if ever (cached for [`TOMBSTONE_TTL`]).
+    /// While the feed lags, a cached read counts only for its short TTL.
     async fn erased_at(&self, uid: &str) -> AppResult<Option<Timestamp>> {
-        if let Some(t) = self.tombstones.get(uid).await {
+        let max_age = self.feed.max_age();
+        let cached = self
+            .tombstones
+            .get(uid)
+            .await
+            .filter(|(read_at, _)| max_age.is_none_or(|m| read_at.elapsed() <= m));
+        if let Some((_, t)) = cached {
             return Ok(t);
         }
+        let read_at = Instant::now();
         let t = self
             .store
             .get(&self.tombstone_path(uid)?)
             .await?
             .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
-        self.tombstones.insert(uid.to_owned(), t).await;
+        self.tombstones.insert(uid.to_owned(), (read_at, t)).await;
         Ok(t)
     }
 
@@ -149,10 +163,23 @@ impl Erasure {
         }
     }
 
-    async fn drop_caches(&self, uid: &str) {
+    /// Drops this instance's cached tombstone of `uid` (it was erased elsewhere).
+    pub async fn forget(&self, uid: &str) {
+        self.tombstones.invalidate(uid).await;
+    }
+
+    /// Drops every cached tombstone on this instance.
+    pub fn flush(&self) {
+        self.tombstones.invalidate_all();
+    }
+
+    async fn drop_caches(&self, uid: &str, key_ids: &[String]) {
         self.users.invalidate(uid).await;
         self.analyses.invalidate(uid).await;
         self.personas.invalidate(uid).await;
+        for k in key_ids {
+            self.api_keys.forget(k).await;
+        }
     }
 
     /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
@@ -162,22 +189,26 @@ impl Erasure {
         // 1. The tombstone: from its commit on, older tokens are refused.
         let mut t = Fields::new();
         t.insert("kind".into(), value::string("erasure"));
+        // Announced with the tombstone: other instances refuse old tokens within a second.
         let committed = self
             .store
             .commit(vec![
                 Write::set(self.tombstone_path(uid)?, t).server_time("erasedAt"),
+                self.feed.entry(uid, Kind::Erasure, &[])?,
             ])
             .await?;
         self.tombstones
-            .insert(uid.to_owned(), Some(committed.commit_time))
+            .insert(uid.to_owned(), (Instant::now(), Some(committed.commit_time)))
             .await;
         self.users.invalidate(uid).await;
+        self.feed.announce().await;
 
         // 2. Everything below the user document, whatever its collection or
         // depth, page by page: a page is listed while earlier ones are being
         // deleted, and at most `CONCURRENCY + 1` pages are held at once, so
         // memory stays flat however large the account.
         let mut counts = DeletedCounts::default();
+        let mut key_ids = Vec::new();
         descendant_pages(self.store.clone(), user.clone(), PAGE)
             .map_ok(|page| {
                 let key_ids = tally(&user, &page, &mut counts);
@@ -190,12 +221,18 @@ impl Erasure {
             })
             .try_buffer_unordered(CONCURRENCY)
             .map_err(AppError::from)
-            .try_for_each(|key_ids| async move {
-                // Deleted keys leave this instance's cache at once.
-                for k in &key_ids {
-                    self.api_keys.forget(k).await;
+            .try_for_each(|page_keys| {
+                // Announced at the end; bounded: a user holds at most 25 keys,
+                // and other instances refuse keys older than the tombstone anyway.
+                let room = MAX_ANNOUNCED_KEYS.saturating_sub(key_ids.len());
+                key_ids.extend(page_keys.iter().take(room).cloned());
+                async move {
+                    // Deleted keys leave this instance's cache at once.
+                    for k in &page_keys {
+                        self.api_keys.forget(k).await;
+                    }
+                    Ok(())
                 }
-                Ok(())
             })
             .await?;
 
@@ -237,10 +274,16 @@ impl Erasure {
         )?;
 
         // 5. The user document last: until it is gone, calling again finishes the job.
+        // With the keys' ids: other instances drop their lookups.
         self.store
-            .commit(vec![record, Write::delete(user.clone())])
+            .commit(vec![
+                record,
+                Write::delete(user.clone()),
+                self.feed.entry(uid, Kind::Erasure, &key_ids)?,
+            ])
             .await?;
-        self.drop_caches(uid).await;
+        self.drop_caches(uid, &key_ids).await;
+        self.feed.announce().await;
         Ok(Erased {
             deleted: counts,
             analytics_anonymized: anonymized,

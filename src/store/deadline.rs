@@ -16,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
+use super::{
+    Committed, Doc, DocPath, ListenStream, Query, Store, StoreError, StoreResult, Transaction, Write,
+};
 
 tokio::task_local! {
     static CURRENT: Deadline;
@@ -172,6 +174,10 @@ impl Store for Deadlined {
     }
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
         bounded("scan", self.budget, self.inner.scan(after, limit)).await
+    }
+    /// Only opening the stream is bounded: it outlives any request by design.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        bounded("listen", self.budget, self.inner.listen(docs)).await
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let inner = bounded("begin_transaction", self.budget, self.inner.begin()).await?;

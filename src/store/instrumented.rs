@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, ListenStream, Query, Store, StoreResult, Transaction, Write};
 use crate::metrics::Metrics;
 
 pub struct Instrumented {
@@ -67,5 +67,9 @@ impl Store for Instrumented {
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.timed("begin_transaction", self.inner.begin()).await
+    }
+    /// Times the opening of the stream only.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        self.timed("listen", self.inner.listen(docs)).await
     }
 }
