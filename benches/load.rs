@@ -58,10 +58,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[path = "load/gdpr.rs"]
-mod gdpr;
 #[path = "load/feed.rs"]
 mod feed;
+#[path = "load/gdpr.rs"]
+mod gdpr;
 
 /// Set in the child's environment by the supervisor.
 const CHILD_MARK: &str = "FUNNELFLOW_LOAD_BENCH_CHILD";
