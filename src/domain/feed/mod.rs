@@ -172,7 +172,11 @@ impl Feed {
     pub async fn announce(&self) {
         let inner = &self.inner;
         let ticket = inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _turn = inner.bumping.lock().await;
+        // Queued behind a slow increment no longer than the request may take.
+        let Some(_turn) = store::deadline::within(inner.bumping.lock()).await else {
+            inner.metrics.feed_event("announce_failed");
+            return;
+        };
         if inner.announced.load(Ordering::SeqCst) >= ticket {
             inner.metrics.feed_event("announce_shared");
             return;
