@@ -31,6 +31,12 @@
 //!   `expireAt`, see `deploy/`), longer than any cache's TTL, so a replay of
 //!   any gap shorter than that is complete.
 //! - An instance skips its own entries: it evicted before it answered.
+//! - Not published: logins (`lastLoginAt`: a newer sign-in corrects a stale
+//!   cached profile by itself), and the offline `seed` and `restore`.
+//! - Limits: the indexed, ever-increasing `at` caps `invalidations` near 500
+//!   writes/s, and production Firestore plans for ~1 sustained write/s per
+//!   head; far above the rate of authorization changes, but a large fleet with
+//!   many list-only writes would need more shards (or spaced increments).
 
 mod follower;
 mod health;
