@@ -31,6 +31,10 @@
 //!   `expireAt`, see `deploy/`), longer than any cache's TTL, so a replay of
 //!   any gap shorter than that is complete.
 //! - An instance skips its own entries: it evicted before it answered.
+//! - Health is computed when a cached decision is read, not by a timer: on
+//!   Cloud Run with CPU only during requests, an idle instance's follower
+//!   barely runs, so its first requests find the feed not current and re-read
+//!   keys, roles and plans until a catch-up has run (safe, a little slower).
 //! - Not published: logins (`lastLoginAt`: a newer sign-in corrects a stale
 //!   cached profile by itself), and the offline `seed` and `restore`.
 //! - Limits: the indexed, ever-increasing `at` caps `invalidations` near 500
