@@ -28,8 +28,8 @@
 //!   from the cursor, or flushes every cache when the gap is longer than
 //!   [`MAX_REPLAY`].
 //! - **Retention.** Entries expire after [`RETENTION`] (a TTL policy on
-//!   `expireAt`, see `deploy/`), longer than any cache's TTL, so a replay of
-//!   any gap shorter than that is complete.
+//!   `expireAt`, see `deploy/`; `funnelflow purge` removes them too), longer
+//!   than any cache's TTL, so a replay of any gap shorter than that is complete.
 //! - An instance skips its own entries: it evicted before it answered.
 //! - Health is computed when a cached decision is read, not by a timer: on
 //!   Cloud Run with CPU only during requests, an idle instance's follower
@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use follower::{Evictor, entries_after, spawn};
+pub use follower::{Evictor, entries_after, expired_entries, spawn};
 pub use health::FeedHealth;
 
 use crate::error::{AppError, AppResult};
