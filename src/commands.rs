@@ -182,8 +182,9 @@ pub async fn purge(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     let r = crate::ops::purge::run(store.as_ref(), &spec).await?;
     let verb = if dry_run { "would remove" } else { "removed" };
     println!(
-        "purge {verb} {} analytics events older than {} ({} days) and {} expired idempotency records",
-        r.analytics, r.analytics_cutoff, config.analytics_retention_days, r.idempotency
+        "purge {verb} {} analytics events older than {} ({} days) and {} expired idempotency records \
+         ({} expired invalidation feed entries)",
+        r.analytics, r.analytics_cutoff, config.analytics_retention_days, r.idempotency, r.invalidations
     );
     Ok(())
 }

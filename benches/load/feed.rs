@@ -74,14 +74,21 @@ fn head(shard: usize) -> Result<Write> {
     Ok(Write::transform(path).increment("seq", 1))
 }
 
-async fn timed_commits(store: &dyn Store, make: impl Fn(usize) -> Result<Vec<Write>>) -> Result<Vec<f64>> {
-    let mut ms = Vec::with_capacity(WRITES);
+/// Each variant once per round, round after round, so that the machine's
+/// drifting load (2 shared cores) weighs on all of them alike.
+async fn timed_rounds(
+    store: &dyn Store,
+    variants: &[&dyn Fn(usize) -> Result<Vec<Write>>],
+) -> Result<Vec<Vec<f64>>> {
+    let mut ms = vec![Vec::with_capacity(WRITES); variants.len()];
     for i in 0..WRITES + 20 {
-        let writes = make(i)?;
-        let t = Instant::now();
-        store.commit(writes).await.map_err(|e| anyhow!("commit: {e}"))?;
-        if i >= 20 {
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        for (v, make) in variants.iter().enumerate() {
+            let writes = make(i)?;
+            let t = Instant::now();
+            store.commit(writes).await.map_err(|e| anyhow!("commit: {e}"))?;
+            if i >= 20 {
+                ms[v].push(t.elapsed().as_secs_f64() * 1e3);
+            }
         }
     }
     Ok(ms)
@@ -100,25 +107,18 @@ async fn write_costs(emulator: &str) -> Result<Vec<Stat>> {
         f.insert("name".into(), value::string(format!("n{i}")));
         Write::merge(user.clone(), f, vec!["name".into()])
     };
-    let s = store.as_ref();
-    let mut stats = vec![
-        Stat::of(
-            "profile update alone",
-            timed_commits(s, |i| Ok(vec![update(i)])).await?,
-        ),
-        Stat::of(
-            "profile update + feed entry, one commit",
-            timed_commits(s, |i| Ok(vec![update(i), entry(i)?])).await?,
-        ),
-        Stat::of(
-            "head increment (announcement)",
-            timed_commits(s, |i| Ok(vec![head(i)?])).await?,
-        ),
-        Stat::of(
-            "feed entry alone (publish of a list-only write)",
-            timed_commits(s, |i| Ok(vec![entry(i)?])).await?,
-        ),
+    let alone = |i: usize| Ok(vec![update(i)]);
+    let with_entry = |i: usize| Ok(vec![update(i), entry(i)?]);
+    let bump = |i: usize| Ok(vec![head(i)?]);
+    let own = |i: usize| Ok(vec![entry(i)?]);
+    let names = [
+        "profile update alone",
+        "profile update + feed entry, one commit",
+        "head increment (announcement)",
+        "feed entry alone (publish of a list-only write)",
     ];
+    let rounds = timed_rounds(store.as_ref(), &[&alone, &with_entry, &bump, &own]).await?;
+    let mut stats: Vec<Stat> = names.iter().zip(rounds).map(|(n, ms)| Stat::of(n, ms)).collect();
     // Concurrent announcements over the 16 shards.
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENT)

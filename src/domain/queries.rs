@@ -91,5 +91,9 @@ pub fn all_shapes() -> Vec<(&'static str, Query)> {
         "feed: entries after a cursor",
         crate::domain::feed::entries_after(crate::store::value::now()),
     ));
+    shapes.push((
+        "feed: entries past the retention (purge)",
+        crate::domain::feed::expired_entries(crate::store::value::now(), 500),
+    ));
     shapes
 }

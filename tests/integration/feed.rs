@@ -395,3 +395,34 @@ async fn listen_contract_embedded() {
 async fn listen_contract_firestore() {
     listen_contract(support::StoreBackend::Firestore).await;
 }
+
+/// `funnelflow purge` removes feed entries past their retention, and only those.
+#[tokio::test]
+async fn purge_removes_expired_feed_entries() {
+    use funnelflow::ops::purge::{self, Spec};
+    use funnelflow::store::{DocPath, Fields, Store, Write, value};
+    let store = EmbeddedStore::new();
+    let entry = |id: &str, hours_ago: i64| {
+        let mut f = Fields::new();
+        let at = value::now() - jiff::SignedDuration::from_hours(hours_ago);
+        f.insert("at".into(), value::timestamp(at));
+        f.insert("uid".into(), value::string("u"));
+        Write::set(DocPath::root("invalidations", id).unwrap(), f)
+    };
+    store
+        .commit(vec![entry("old", 3), entry("recent", 1)])
+        .await
+        .unwrap();
+    let spec = Spec {
+        retention_days: 365,
+        now: value::now(),
+        dry_run: false,
+    };
+    assert_eq!(purge::run(&store, &spec).await.unwrap().invalidations, 1);
+    let left = store
+        .query(&funnelflow::store::Query::collection(None, "invalidations"))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id(), "recent");
+}

@@ -232,6 +232,15 @@ pub fn entries_after(from: Timestamp) -> Query {
         .order("at", Direction::Asc)
 }
 
+/// Entries past the retention (for `funnelflow purge`, where no TTL policy
+/// removed them), oldest first.
+pub fn expired_entries(now: Timestamp, page: u32) -> Query {
+    Query::collection(None, COLLECTION)
+        .filter("at", Op::Lt, value::timestamp(minus(now, super::RETENTION)))
+        .order("at", Direction::Asc)
+        .limit(page)
+}
+
 /// Sets the gauge, and logs when the feed stops or starts being current.
 async fn monitor(feed: Feed) {
     let mut was_current = None;

@@ -28,9 +28,19 @@
 //!   from the cursor, or flushes every cache when the gap is longer than
 //!   [`MAX_REPLAY`].
 //! - **Retention.** Entries expire after [`RETENTION`] (a TTL policy on
-//!   `expireAt`, see `deploy/`), longer than any cache's TTL, so a replay of
-//!   any gap shorter than that is complete.
+//!   `expireAt`, see `deploy/`; `funnelflow purge` removes them too), longer
+//!   than any cache's TTL, so a replay of any gap shorter than that is complete.
 //! - An instance skips its own entries: it evicted before it answered.
+//! - Health is computed when a cached decision is read, not by a timer: on
+//!   Cloud Run with CPU only during requests, an idle instance's follower
+//!   barely runs, so its first requests find the feed not current and re-read
+//!   keys, roles and plans until a catch-up has run (safe, a little slower).
+//! - Not published: logins (`lastLoginAt`: a newer sign-in corrects a stale
+//!   cached profile by itself), and the offline `seed` and `restore`.
+//! - Limits: the indexed, ever-increasing `at` caps `invalidations` near 500
+//!   writes/s, and production Firestore plans for ~1 sustained write/s per
+//!   head; far above the rate of authorization changes, but a large fleet with
+//!   many list-only writes would need more shards (or spaced increments).
 
 mod follower;
 mod health;
@@ -41,7 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use follower::{Evictor, entries_after, spawn};
+pub use follower::{Evictor, entries_after, expired_entries, spawn};
 pub use health::FeedHealth;
 
 use crate::error::{AppError, AppResult};
@@ -172,7 +182,11 @@ impl Feed {
     pub async fn announce(&self) {
         let inner = &self.inner;
         let ticket = inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _turn = inner.bumping.lock().await;
+        // Queued behind a slow increment no longer than the request may take.
+        let Some(_turn) = store::deadline::within(inner.bumping.lock()).await else {
+            inner.metrics.feed_event("announce_failed");
+            return;
+        };
         if inner.announced.load(Ordering::SeqCst) >= ticket {
             inner.metrics.feed_event("announce_shared");
             return;
