@@ -22,9 +22,11 @@
 //!   `idempotency`) is deleted but not counted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::StreamExt;
+use futures::future::{self, Either};
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
@@ -209,32 +211,50 @@ impl Erasure {
         // memory stays flat however large the account.
         let mut counts = DeletedCounts::default();
         let mut key_ids = Vec::new();
-        descendant_pages(self.store.clone(), user.clone(), PAGE)
-            .map_ok(|page| {
-                let key_ids = tally(&user, &page, &mut counts);
-                let store = self.store.clone();
-                async move {
-                    let writes = page.into_iter().map(Write::delete).collect();
-                    store::commit_chunked(store.as_ref(), writes).await?;
-                    Ok::<_, store::StoreError>(key_ids)
-                }
-            })
-            .try_buffer_unordered(CONCURRENCY)
-            .map_err(AppError::from)
-            .try_for_each(|page_keys| {
-                // Announced at the end; bounded: a user holds at most 25 keys,
-                // and other instances refuse keys older than the tombstone anyway.
-                let room = MAX_ANNOUNCED_KEYS.saturating_sub(key_ids.len());
-                key_ids.extend(page_keys.iter().take(room).cloned());
-                async move {
-                    // Deleted keys leave this instance's cache at once.
-                    for k in &page_keys {
-                        self.api_keys.forget(k).await;
+        let failed = AtomicBool::new(false);
+        let mut first_error = None;
+        {
+            let deleting = descendant_pages(self.store.clone(), user.clone(), PAGE)
+                // After a failure no new page starts, and the pages in flight are
+                // awaited, not dropped: a dropped commit may still land after the
+                // answer, and the next call's counts would miss what it deleted.
+                .take_while(|_| future::ready(!failed.load(Ordering::Relaxed)))
+                .map(|page| match page {
+                    Ok(page) => {
+                        let key_ids = tally(&user, &page, &mut counts);
+                        let store = self.store.clone();
+                        Either::Left(async move {
+                            let writes = page.into_iter().map(Write::delete).collect();
+                            store::commit_chunked(store.as_ref(), writes).await?;
+                            Ok::<_, store::StoreError>(key_ids)
+                        })
                     }
-                    Ok(())
+                    Err(e) => Either::Right(future::ready(Err(e))),
+                })
+                .buffer_unordered(CONCURRENCY);
+            let mut deleting = std::pin::pin!(deleting);
+            while let Some(done) = deleting.next().await {
+                match done {
+                    Ok(page_keys) => {
+                        // Deleted keys leave this instance's cache at once. Announced
+                        // at the end too; bounded: a user holds at most 25 keys, and
+                        // other instances refuse keys older than the tombstone anyway.
+                        for k in &page_keys {
+                            self.api_keys.forget(k).await;
+                        }
+                        let room = MAX_ANNOUNCED_KEYS.saturating_sub(key_ids.len());
+                        key_ids.extend(page_keys.into_iter().take(room));
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
                 }
-            })
-            .await?;
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
 
         // 3. Analytics: the pseudonym instead of the uid; address and user agent removed.
         let mut anonymized = 0u64;
