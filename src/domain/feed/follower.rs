@@ -180,7 +180,10 @@ async fn catch_up(feed: &Feed, evictor: &Evictor, cursor: &mut Cursor) -> store:
     let mut after = None;
     loop {
         let q = entries_after(from).after(after.take()).limit(PAGE);
-        let page = feed.store().query(&q).await?;
+        let page = feed.store().query(&q).await;
+        // Counted as it completes, as the store metrics count it: what the feed costs.
+        feed.metrics().feed_event("read");
+        let page = page?;
         for doc in &page {
             apply(feed, evictor, cursor, doc).await;
         }
