@@ -28,6 +28,8 @@
 //!    reader), the cost per exported analysis of the small account against the large one,
 //!    and `DELETE /v1/me` of 10,000 analyses against the same deletes through the crate.
 //!    `LOAD_BENCH_ONLY=gdpr` runs only these (the emulator is still started).
+//! 6. the invalidation feed (`load/feed.rs`): its cost on writes and the propagation time between
+//!    two instances. Only with `LOAD_BENCH_ONLY=feed`, which runs it alone.
 //!
 //! Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //! `LOAD_BENCH_SECS` (measured seconds per scenario, default 5) and `LOAD_BENCH_CONC`
@@ -56,6 +58,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "load/feed.rs"]
+mod feed;
 #[path = "load/gdpr.rs"]
 mod gdpr;
 
@@ -1351,6 +1355,15 @@ async fn bench() -> Result<()> {
         return Ok(());
     }
     let emulator = std::env::var("FIRESTORE_EMULATOR_HOST").context("FIRESTORE_EMULATOR_HOST")?;
+    // `LOAD_BENCH_ONLY=feed`: only the invalidation feed between two instances.
+    if std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("feed") {
+        let md = feed::run(&emulator).await?;
+        println!(
+            "\n{md}\n(also in {})",
+            out_dir().join("results-feed.md").display()
+        );
+        return Ok(());
+    }
     let emulator_pid: Option<u32> = std::env::var(EMULATOR_PID_VAR).ok().and_then(|p| p.parse().ok());
     // `LOAD_BENCH_ONLY=gdpr`: only the GDPR export and erasure scenarios.
     if gdpr::only() {

@@ -62,6 +62,8 @@ log "TTL policy: idempotency records expire at expiresAt"
 gc firestore fields ttls update expiresAt --collection-group=idempotency --enable-ttl --async
 log "TTL policy: instance presence records expire at expireAt"
 gc firestore fields ttls update expireAt --collection-group=instances --enable-ttl --async
+log "TTL policy: invalidation feed entries expire at expireAt (2 h after their write)"
+gc firestore fields ttls update expireAt --collection-group=invalidations --enable-ttl --async
 
 # 3. The service (and its metrics sidecar's scrape configuration).
 log "metrics sidecar configuration"

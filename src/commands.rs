@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::auth::{DevTokenSpec, mint_dev_token};
 use crate::config::{AuthMode, Config, StoreKind};
 use crate::domain::audit;
+use crate::domain::feed::{Feed, Kind};
 use crate::domain::users::Users;
 use crate::metrics::Metrics;
 use crate::store::{Fields, Write, value};
@@ -51,10 +52,15 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Sets `role: admin` on `users/{uid}` (merging: a profile that does not exist
-/// yet is completed on the user's first sign-in), audited.
+/// yet is completed on the user's first sign-in), audited, and announced on the
+/// invalidation feed so running instances drop their cached profile.
 pub async fn grant_admin(config: &Config, uid: &str) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
-    let store = crate::startup::open_store(config, metrics);
+    let store = crate::startup::open_store(config, metrics.clone());
+    let feed = Feed::new(store.clone(), metrics);
+    let entry = feed
+        .entry(uid, Kind::Profile, &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = Users::path(uid).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut fields = Fields::new();
     fields.insert("role".into(), value::string("admin"));
@@ -71,9 +77,11 @@ pub async fn grant_admin(config: &Config, uid: &str) -> anyhow::Result<()> {
         .commit(vec![
             Write::merge(path, fields, vec!["role".into(), "userId".into()]),
             audit,
+            entry,
         ])
         .await
         .context("writing the role")?;
+    feed.announce().await;
     println!("{uid} is now an admin");
     Ok(())
 }
@@ -174,8 +182,9 @@ pub async fn purge(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     let r = crate::ops::purge::run(store.as_ref(), &spec).await?;
     let verb = if dry_run { "would remove" } else { "removed" };
     println!(
-        "purge {verb} {} analytics events older than {} ({} days) and {} expired idempotency records",
-        r.analytics, r.analytics_cutoff, config.analytics_retention_days, r.idempotency
+        "purge {verb} {} analytics events older than {} ({} days) and {} expired idempotency records \
+         ({} expired invalidation feed entries)",
+        r.analytics, r.analytics_cutoff, config.analytics_retention_days, r.idempotency, r.invalidations
     );
     Ok(())
 }

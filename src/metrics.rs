@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -14,6 +16,12 @@ pub struct Metrics {
     pub store_latency: HistogramVec,
     pub cache_events: IntCounterVec,
     pub rate_limited: IntCounterVec,
+    /// 1 while the invalidation feed is current, 0 while caches fall back to short TTLs.
+    pub feed_current: IntGauge,
+    /// Invalidation-feed events by kind (see `domain::feed`).
+    pub feed_events: IntCounterVec,
+    /// Seconds from an invalidation's commit on another instance to its eviction here.
+    pub feed_lag: Histogram,
 }
 
 impl Metrics {
@@ -54,6 +62,26 @@ impl Metrics {
             Opts::new("rate_limit_rejections_total", "Requests refused by a rate limit"),
             &["policy"],
         )?;
+        let feed_current = IntGauge::new(
+            "feed_current",
+            "1 while the invalidation feed is current; 0 while auth caches fall back to short TTLs",
+        )?;
+        let feed_events = IntCounterVec::new(
+            Opts::new("feed_events_total", "Invalidation feed events by kind"),
+            &["event"],
+        )?;
+        let feed_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "feed_propagation_seconds",
+                "From an invalidation's commit on another instance to its eviction here",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0,
+            ]),
+        )?;
+        registry.register(Box::new(feed_current.clone()))?;
+        registry.register(Box::new(feed_events.clone()))?;
+        registry.register(Box::new(feed_lag.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(store_latency.clone()))?;
@@ -66,6 +94,9 @@ impl Metrics {
             store_latency,
             cache_events,
             rate_limited,
+            feed_current,
+            feed_events,
+            feed_lag,
         }))
     }
 
@@ -75,6 +106,10 @@ impl Metrics {
 
     pub fn cache_miss(&self, cache: &str) {
         self.cache_events.with_label_values(&[cache, "miss"]).inc();
+    }
+
+    pub fn feed_event(&self, event: &str) {
+        self.feed_events.with_label_values(&[event]).inc();
     }
 
     pub fn observe_store(&self, op: &str, ok: bool, started: Instant) {

@@ -71,6 +71,7 @@ impl Application {
             .with_cache_bytes(CacheBudget::new(config.cache_bytes).bytes(Share::IdTokens));
         let config = Arc::new(config);
         let state = AppState::new(config.clone(), store, Arc::new(verifier), metrics)?;
+        state.follow_feed();
         if config.migrate_on_start {
             // Firestore may still be down: then the next start (or `funnelflow migrate`) applies them.
             // Bounded like a request, so a store that is down or hangs delays serving little.

@@ -11,6 +11,7 @@ use crate::domain::analyses::Analyses;
 use crate::domain::analytics::Analytics;
 use crate::domain::api_keys::ApiKeys;
 use crate::domain::erasure::Erasure;
+use crate::domain::feed::{self, Feed};
 use crate::domain::instances::Presence;
 use crate::domain::pagination::CursorCodec;
 use crate::domain::personas::Personas;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub erasure: Erasure,
     pub admin: AdminService,
+    /// The invalidation feed: publishes this instance's changes, follows the others'.
+    pub feed: Feed,
     pub rate_limiter: RateLimiter,
     /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
     pub export_limiter: RateLimiter,
@@ -48,8 +51,15 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let cursors = CursorCodec::new(config.secret.expose())?;
         let budget = CacheBudget::new(config.cache_bytes);
-        let users = Users::new(store.clone(), metrics.clone(), &budget);
-        let personas = Personas::new(store.clone(), cursors.clone(), metrics.clone(), &budget);
+        let feed = Feed::new(store.clone(), metrics.clone());
+        let users = Users::new(store.clone(), metrics.clone(), &budget, feed.clone());
+        let personas = Personas::new(
+            store.clone(),
+            cursors.clone(),
+            metrics.clone(),
+            &budget,
+            feed.clone(),
+        );
         let hasher = SecretHasher::new(config.secret.expose())?;
         let api_keys = ApiKeys::new(
             store.clone(),
@@ -57,6 +67,7 @@ impl AppState {
             hasher,
             metrics.clone(),
             budget.bytes(Share::ApiKeys),
+            feed.clone(),
         );
         let analyses = Analyses::new(
             store.clone(),
@@ -65,8 +76,9 @@ impl AppState {
             personas.clone(),
             metrics.clone(),
             &budget,
+            feed.clone(),
         );
-        let presence = Presence::new(store.clone());
+        let presence = Presence::with_id(store.clone(), feed.origin().to_owned());
         let mut rate_limiter =
             RateLimiter::new("default", config.rate_limit, budget.bytes(Share::RateLimits));
         let mut export_limiter = RateLimiter::new("export", config.export_rate_limit, 1 << 20);
@@ -82,10 +94,12 @@ impl AppState {
                 analyses.clone(),
                 personas.clone(),
                 api_keys.clone(),
+                feed.clone(),
             ),
             api_keys,
             analytics: Analytics::new(store.clone(), cursors.clone()),
-            admin: AdminService::new(store.clone(), cursors, users.clone()),
+            admin: AdminService::new(store.clone(), cursors, users.clone(), feed.clone()),
+            feed,
             analyses,
             personas,
             export_limiter,
@@ -97,5 +111,19 @@ impl AppState {
             verifier,
             metrics,
         })
+    }
+
+    /// Starts following the other instances' changes (tasks of the current runtime).
+    pub fn follow_feed(&self) {
+        feed::spawn(
+            self.feed.clone(),
+            feed::Evictor {
+                users: self.users.clone(),
+                analyses: self.analyses.clone(),
+                personas: self.personas.clone(),
+                api_keys: self.api_keys.clone(),
+                erasure: self.erasure.clone(),
+            },
+        );
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::audit;
+use super::feed::{Feed, Kind};
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::users::{self, PlanType, Profile, Role, Subscription, SubscriptionStatus, Users};
 use super::versioned::Versioned;
@@ -97,6 +98,7 @@ pub struct AdminService {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     users: Users,
+    feed: Feed,
 }
 
 /// A user document as admins see it: the profile (limits following the plan,
@@ -222,11 +224,12 @@ fn system_path(doc_id: &str) -> AppResult<DocPath> {
 }
 
 impl AdminService {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, users: Users) -> Self {
+    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, users: Users, feed: Feed) -> Self {
         Self {
             store,
             cursors,
             users,
+            feed,
         }
     }
 
@@ -346,7 +349,8 @@ impl AdminService {
     }
 
     /// Changes an existing user document (404 if there is none) with its audit
-    /// record in one commit; the cached profile is dropped before answering.
+    /// record and its invalidation entry in one commit; the cached profile is
+    /// dropped here before answering, and elsewhere once the entry is announced.
     async fn update_user(
         &self,
         uid: &str,
@@ -355,18 +359,23 @@ impl AdminService {
         record: Write,
     ) -> AppResult<()> {
         let path = user_path(uid)?;
+        let entry = self.feed.entry(uid, Kind::Profile, &[])?;
         let result = store::run_transaction(self.store.as_ref(), |tx| {
             let (path, fields, mask, record) = (path.clone(), fields.clone(), mask.clone(), record.clone());
+            let entry = entry.clone();
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
                 let w =
                     Write::update(path, fields, mask).precondition(Precondition::UpdateTime(doc.update_time));
-                Ok::<_, AppError>(TxOutcome::new(vec![w, record], ()))
+                Ok::<_, AppError>(TxOutcome::new(vec![w, record, entry], ()))
             }
             .boxed()
         })
         .await;
         self.users.invalidate(uid).await;
+        if result.is_ok() {
+            self.feed.announce().await;
+        }
         result
     }
 

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::feed::{Feed, Kind};
 use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::trends::{self, TrendCounters};
@@ -432,6 +433,7 @@ pub struct Analyses {
     trends: TrendCounters,
     /// Creates lock the user document (the quota): they take turns per user.
     turns: UserLocks,
+    feed: Feed,
 }
 
 /// Transaction retries are generous, so quota checks stay exact under heavy contention.
@@ -452,8 +454,10 @@ impl Analyses {
         personas: personas::Personas,
         metrics: Arc<Metrics>,
         budget: &CacheBudget,
+        feed: Feed,
     ) -> Self {
         Self {
+            feed,
             trends: TrendCounters::new(store.clone(), metrics.clone(), budget),
             store,
             cursors,
@@ -482,11 +486,21 @@ impl Analyses {
         [self.first_pages.usage().await, self.trends.cache_usage().await]
     }
 
-    /// An analysis write also moves the user's counters and a persona's usage.
-    async fn after_write(&self, uid: &str) {
+    /// Drops every cached page and trend window on this instance.
+    pub fn flush(&self) {
+        self.first_pages.invalidate_all();
+        self.trends.invalidate_all();
+    }
+
+    /// An analysis write also moves the user's counters and a persona's usage;
+    /// once `committed`, the other instances hear of it.
+    async fn after_write(&self, uid: &str, committed: bool) {
         self.invalidate(uid).await;
         self.personas.invalidate(uid).await;
         self.users.invalidate(uid).await;
+        if committed {
+            self.feed.publish(uid, Kind::Analyses).await;
+        }
     }
 
     /// Creates an analysis under the plan's monthly quota, in one transaction
@@ -563,7 +577,7 @@ impl Analyses {
         })
         .await;
         drop(turn);
-        self.after_write(uid).await;
+        self.after_write(uid, result.is_ok()).await;
         let (analysis, committed) = result?;
         versioned::written(analysis, &committed, &path)
     }
@@ -659,7 +673,7 @@ impl Analyses {
             .boxed()
         })
         .await;
-        self.after_write(uid).await;
+        self.after_write(uid, result.is_ok()).await;
         let (a, committed) = result?;
         versioned::written(a, &committed, &path)
     }
@@ -684,6 +698,9 @@ impl Analyses {
         })
         .await;
         self.invalidate(uid).await;
+        if result.is_ok() {
+            self.feed.publish(uid, Kind::Analyses).await;
+        }
         result
     }
 
@@ -740,6 +757,9 @@ impl Analyses {
         })
         .await;
         self.invalidate(uid).await;
+        if result.is_ok() {
+            self.feed.publish(uid, Kind::Analyses).await;
+        }
         result
     }
 
@@ -754,6 +774,7 @@ impl Analyses {
             .await;
         self.invalidate(uid).await;
         result?;
+        self.feed.publish(uid, Kind::Analyses).await;
         Ok(())
     }
 

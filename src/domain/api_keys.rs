@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use firestore::FirestoreTimestamp;
 use futures::FutureExt;
@@ -32,6 +32,7 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::feed::{Feed, Kind};
 use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, Page, PageRequest};
 use super::user_locks::UserLocks;
@@ -276,12 +277,16 @@ pub struct ApiKeys {
     cursors: CursorCodec,
     hasher: SecretHasher,
     metrics: Arc<Metrics>,
-    lookups: Cache<String, Option<Arc<KeyRecord>>>,
+    /// Key id → (when it was read, the record or `None`: no such key).
+    lookups: Cache<String, (Instant, Option<Arc<KeyRecord>>)>,
     /// Bumped by every revocation: a lookup that started before one does not fill the cache.
     epoch: Arc<AtomicU64>,
     /// Keys whose `lastUsedAt` this instance wrote (or decided not to) within the interval.
     touched: Cache<String, ()>,
     turns: UserLocks,
+    /// Revocations reach other instances through it; while it is behind,
+    /// cached lookups are trusted only briefly.
+    feed: Feed,
 }
 
 fn unauthenticated() -> AppError {
@@ -297,8 +302,10 @@ impl ApiKeys {
         hasher: SecretHasher,
         metrics: Arc<Metrics>,
         cache_bytes: u64,
+        feed: Feed,
     ) -> Self {
         Self {
+            feed,
             store,
             cursors,
             hasher,
@@ -306,8 +313,8 @@ impl ApiKeys {
             lookups: Cache::builder()
                 .name("api_keys")
                 .max_capacity(cache_bytes / 4 * 3)
-                .weigher(|k: &String, v: &Option<Arc<KeyRecord>>| {
-                    let record = v.as_ref().map_or(0, |r| {
+                .weigher(|k: &String, v: &(Instant, Option<Arc<KeyRecord>>)| {
+                    let record = v.1.as_ref().map_or(0, |r| {
                         r.uid.len() + r.secret_hash.len() + r.permissions.len() * 16 + 32
                     });
                     cache::weight(k.len(), record as u64)
@@ -441,9 +448,12 @@ impl ApiKeys {
     pub async fn revoke(&self, uid: &str, key_id: &str, if_match: versioned::IfMatch) -> AppResult<()> {
         let path = Self::key_path(uid, key_id).map_err(|_| AppError::NotFound)?;
         let counter = Self::counter_path(uid)?;
+        // Announced in the same commit as the revocation.
+        let entry = self.feed.entry(uid, Kind::ApiKey, &[key_id.to_owned()])?;
         let _turn = self.turns.lock(uid).await;
         let result = store::run_transaction(self.store.as_ref(), |tx| {
             let (path, counter, if_match) = (path.clone(), counter.clone(), if_match.clone());
+            let entry = entry.clone();
             async move {
                 let doc = tx.get(&path).await?.ok_or(AppError::NotFound)?;
                 versioned::check_version(&if_match, &doc, "API key")?;
@@ -464,6 +474,9 @@ impl ApiKeys {
                             .precondition(Precondition::UpdateTime(doc.update_time)),
                     );
                 }
+                if !writes.is_empty() {
+                    writes.push(entry);
+                }
                 Ok::<_, AppError>(TxOutcome::new(writes, ()))
             }
             .boxed()
@@ -472,6 +485,9 @@ impl ApiKeys {
         // Refused on the very next request here, whatever the commit's outcome.
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.lookups.invalidate(key_id).await;
+        if result.is_ok() {
+            self.feed.announce().await;
+        }
         result
     }
 
@@ -480,6 +496,12 @@ impl ApiKeys {
     pub async fn forget(&self, key_id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.lookups.invalidate(key_id).await;
+    }
+
+    /// Drops every cached lookup on this instance.
+    pub fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.lookups.invalidate_all();
     }
 
     /// Authenticates a key whose checksum was verified: known, secret matching,
@@ -504,12 +526,16 @@ impl ApiKeys {
     }
 
     async fn lookup(&self, key_id: &str) -> AppResult<Option<Arc<KeyRecord>>> {
-        if let Some(hit) = self.lookups.get(key_id).await {
+        let max_age = self.feed.max_age();
+        if let Some((read_at, hit)) = self.lookups.get(key_id).await
+            && max_age.is_none_or(|m| read_at.elapsed() <= m)
+        {
             self.metrics.cache_hit("api_keys");
             return Ok(hit);
         }
         self.metrics.cache_miss("api_keys");
         let epoch = self.epoch.load(Ordering::SeqCst);
+        let read_at = Instant::now();
         let docs = self.store.query(&lookup_query(key_id).limit(2)).await?;
         let record = match docs.as_slice() {
             [doc] => {
@@ -532,7 +558,9 @@ impl ApiKeys {
             _ => None,
         };
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.lookups.insert(key_id.to_owned(), record.clone()).await;
+            self.lookups
+                .insert(key_id.to_owned(), (read_at, record.clone()))
+                .await;
         }
         Ok(record)
     }

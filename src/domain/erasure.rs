@@ -22,10 +22,12 @@
 //!   `idempotency`) is deleted but not counted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::future::{self, Either};
 use futures::stream::TryChunksError;
+use futures::{StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,7 @@ use sha2::Sha256;
 
 use super::analyses::{self, Analyses};
 use super::api_keys::{self, ApiKeys};
+use super::feed::{Feed, Kind};
 use super::personas::{self, Personas};
 use super::retention::ANALYTICS_COLLECTION;
 use super::users::{self, Users};
@@ -43,6 +46,8 @@ use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, va
 pub const TOMBSTONES: &str = "tombstones";
 /// Commits in flight at once while deleting.
 const CONCURRENCY: usize = 4;
+/// Key ids named in the erasure's last feed entry (a document has a size limit).
+const MAX_ANNOUNCED_KEYS: usize = 1_000;
 /// How long an instance trusts what it read of a user's tombstone.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(30);
 
@@ -72,8 +77,9 @@ pub struct Erasure {
     analyses: Analyses,
     personas: Personas,
     api_keys: ApiKeys,
-    /// uid → `erasedAt` of its tombstone (if any).
-    tombstones: Cache<String, Option<Timestamp>>,
+    /// uid → (when it was read, `erasedAt` of its tombstone if any).
+    tombstones: Cache<String, (Instant, Option<Timestamp>)>,
+    feed: Feed,
 }
 
 impl Erasure {
@@ -84,8 +90,10 @@ impl Erasure {
         analyses: Analyses,
         personas: Personas,
         api_keys: ApiKeys,
+        feed: Feed,
     ) -> Self {
         Self {
+            feed,
             store,
             key: Arc::new(secret.as_bytes().to_vec()),
             users,
@@ -114,16 +122,24 @@ impl Erasure {
     }
 
     /// When `uid` was last erased, if ever (cached for [`TOMBSTONE_TTL`]).
+    /// While the feed lags, a cached read counts only for its short TTL.
     async fn erased_at(&self, uid: &str) -> AppResult<Option<Timestamp>> {
-        if let Some(t) = self.tombstones.get(uid).await {
+        let max_age = self.feed.max_age();
+        let cached = self
+            .tombstones
+            .get(uid)
+            .await
+            .filter(|(read_at, _)| max_age.is_none_or(|m| read_at.elapsed() <= m));
+        if let Some((_, t)) = cached {
             return Ok(t);
         }
+        let read_at = Instant::now();
         let t = self
             .store
             .get(&self.tombstone_path(uid)?)
             .await?
             .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
-        self.tombstones.insert(uid.to_owned(), t).await;
+        self.tombstones.insert(uid.to_owned(), (read_at, t)).await;
         Ok(t)
     }
 
@@ -147,10 +163,23 @@ impl Erasure {
         }
     }
 
-    async fn drop_caches(&self, uid: &str) {
+    /// Drops this instance's cached tombstone of `uid` (it was erased elsewhere).
+    pub async fn forget(&self, uid: &str) {
+        self.tombstones.invalidate(uid).await;
+    }
+
+    /// Drops every cached tombstone on this instance.
+    pub fn flush(&self) {
+        self.tombstones.invalidate_all();
+    }
+
+    async fn drop_caches(&self, uid: &str, key_ids: &[String]) {
         self.users.invalidate(uid).await;
         self.analyses.invalidate(uid).await;
         self.personas.invalidate(uid).await;
+        for k in key_ids {
+            self.api_keys.forget(k).await;
+        }
     }
 
     /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
@@ -160,16 +189,19 @@ impl Erasure {
         // 1. The tombstone: from its commit on, older tokens are refused.
         let mut t = Fields::new();
         t.insert("kind".into(), value::string("erasure"));
+        // Announced with the tombstone: other instances refuse old tokens within a second.
         let committed = self
             .store
             .commit(vec![
                 Write::set(self.tombstone_path(uid)?, t).server_time("erasedAt"),
+                self.feed.entry(uid, Kind::Erasure, &[])?,
             ])
             .await?;
         self.tombstones
-            .insert(uid.to_owned(), Some(committed.commit_time))
+            .insert(uid.to_owned(), (Instant::now(), Some(committed.commit_time)))
             .await;
         self.users.invalidate(uid).await;
+        self.feed.announce().await;
 
         // 2. Everything below the user document, whatever its collection or
         // depth, from one streamed listing (linear, where cursor pages cost the
@@ -178,29 +210,55 @@ impl Erasure {
         // gathered, and the stream is held back meanwhile: memory stays flat
         // however large the account.
         let mut counts = DeletedCounts::default();
-        self.store
-            .descendants_stream(&user)
-            .try_chunks(store::MAX_WRITES_PER_COMMIT)
-            .map_err(|TryChunksError(_, e)| e)
-            .map_ok(|chunk| {
-                let key_ids = tally(&user, &chunk, &mut counts);
-                let store = self.store.clone();
-                async move {
-                    let writes = chunk.into_iter().map(Write::delete).collect();
-                    store::commit_chunked(store.as_ref(), writes).await?;
-                    Ok::<_, store::StoreError>(key_ids)
+        let mut key_ids = Vec::new();
+        let failed = AtomicBool::new(false);
+        let mut first_error = None;
+        {
+            let deleting = self
+                .store
+                .descendants_stream(&user)
+                .try_chunks(store::MAX_WRITES_PER_COMMIT)
+                .map_err(|TryChunksError(_, e)| e)
+                // After a failure no new chunk starts, and the commits in flight are
+                // awaited, not dropped: a dropped commit may still land after the
+                // answer, and the next call's counts would miss what it deleted.
+                .take_while(|_| future::ready(!failed.load(Ordering::Relaxed)))
+                .map(|page| match page {
+                    Ok(page) => {
+                        let key_ids = tally(&user, &page, &mut counts);
+                        let store = self.store.clone();
+                        Either::Left(async move {
+                            let writes = page.into_iter().map(Write::delete).collect();
+                            store::commit_chunked(store.as_ref(), writes).await?;
+                            Ok::<_, store::StoreError>(key_ids)
+                        })
+                    }
+                    Err(e) => Either::Right(future::ready(Err(e))),
+                })
+                .buffer_unordered(CONCURRENCY);
+            let mut deleting = std::pin::pin!(deleting);
+            while let Some(done) = deleting.next().await {
+                match done {
+                    Ok(page_keys) => {
+                        // Deleted keys leave this instance's cache at once. Announced
+                        // at the end too; bounded: a user holds at most 25 keys, and
+                        // other instances refuse keys older than the tombstone anyway.
+                        for k in &page_keys {
+                            self.api_keys.forget(k).await;
+                        }
+                        let room = MAX_ANNOUNCED_KEYS.saturating_sub(key_ids.len());
+                        key_ids.extend(page_keys.into_iter().take(room));
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
                 }
-            })
-            .try_buffer_unordered(CONCURRENCY)
-            .map_err(AppError::from)
-            .try_for_each(|key_ids| async move {
-                // Deleted keys leave this instance's cache at once.
-                for k in &key_ids {
-                    self.api_keys.forget(k).await;
-                }
-                Ok(())
-            })
-            .await?;
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
 
         // 3. Analytics: the pseudonym instead of the uid; address and user agent removed.
         let mut anonymized = 0u64;
@@ -240,10 +298,16 @@ impl Erasure {
         )?;
 
         // 5. The user document last: until it is gone, calling again finishes the job.
+        // With the keys' ids: other instances drop their lookups.
         self.store
-            .commit(vec![record, Write::delete(user.clone())])
+            .commit(vec![
+                record,
+                Write::delete(user.clone()),
+                self.feed.entry(uid, Kind::Erasure, &key_ids)?,
+            ])
             .await?;
-        self.drop_caches(uid).await;
+        self.drop_caches(uid, &key_ids).await;
+        self.feed.announce().await;
         Ok(Erased {
             deleted: counts,
             analytics_anonymized: anonymized,

@@ -15,7 +15,7 @@
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
@@ -70,12 +70,14 @@ impl Generations {
 }
 
 type Key<K> = (String, K);
+/// A cached value with when it was filled (for callers that trust only recent fills).
+type Stamped<V> = (Instant, Arc<V>);
 
 /// A cache of per-user values under one byte budget and TTL.
 pub struct UserCache<K, V> {
     /// The cache's name in metrics.
     name: &'static str,
-    cache: Cache<Key<K>, Arc<V>>,
+    cache: Cache<Key<K>, Stamped<V>>,
     generations: Generations,
     /// Every key one user can have.
     keys: Arc<[K]>,
@@ -112,7 +114,7 @@ where
             name,
             cache: Cache::builder()
                 .max_capacity(bytes)
-                .weigher(move |k: &Key<K>, v: &Arc<V>| cache::weight(k.0.len(), weigh(v)))
+                .weigher(move |k: &Key<K>, v: &Stamped<V>| cache::weight(k.0.len(), weigh(&v.1)))
                 .time_to_live(ttl)
                 .build(),
             generations: Generations::new(generation_bytes),
@@ -127,7 +129,23 @@ where
 
     /// The cached value of `uid`'s `key`, counting a hit or a miss.
     pub async fn get(&self, uid: &str, key: &K, metrics: &Metrics) -> Option<Arc<V>> {
-        let got = self.cache.get(&(uid.to_owned(), key.clone())).await;
+        self.get_within(uid, key, metrics, None).await
+    }
+
+    /// [`UserCache::get`], counting a value filled longer than `max_age` ago as a miss.
+    pub async fn get_within(
+        &self,
+        uid: &str,
+        key: &K,
+        metrics: &Metrics,
+        max_age: Option<Duration>,
+    ) -> Option<Arc<V>> {
+        let got = self
+            .cache
+            .get(&(uid.to_owned(), key.clone()))
+            .await
+            .filter(|(filled, _)| max_age.is_none_or(|m| filled.elapsed() <= m))
+            .map(|(_, v)| v);
         match got {
             Some(_) => metrics.cache_hit(self.name),
             None => metrics.cache_miss(self.name),
@@ -142,7 +160,7 @@ where
             return;
         }
         let key = (uid.to_owned(), key);
-        self.cache.insert(key.clone(), value).await;
+        self.cache.insert(key.clone(), (Instant::now(), value)).await;
         // An invalidation between the check and the insert: undo.
         if self.generations.current(uid).await != generation {
             self.cache.invalidate(&key).await;
@@ -155,6 +173,12 @@ where
         for k in self.keys.iter() {
             self.cache.invalidate(&(uid.to_owned(), k.clone())).await;
         }
+    }
+
+    /// Drops every cached value on this instance. A fill in flight may still
+    /// land; it read the store after whatever made the caller flush.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
     }
 
     /// (entries, weighed bytes) after pending evictions, for metrics and tests.

@@ -32,8 +32,13 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_id(store, uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The presence of the instance `id` (the same id its feed entries carry as `origin`).
+    pub fn with_id(store: Arc<dyn Store>, id: String) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id,
             store,
             live: Arc::new(AtomicU32::new(1)),
         }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod erasure;
 pub mod export;
+pub mod feed;
 pub mod freshness;
 pub mod idempotency;
 pub mod input;

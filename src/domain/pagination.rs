@@ -250,6 +250,11 @@ where
         self.cache.invalidate(uid).await;
     }
 
+    /// Drops every cached page on this instance.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// The page from the cache when it is a first page of a cached list (`key`
     /// is `None` for lists never cached, e.g. filtered ones), else from `fetch`.
     pub async fn get_or_fetch(

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use super::feed::{Feed, Kind};
 use super::idempotency::Recorder;
 use super::pagination::{CursorCodec, FirstPages, Page, PageRequest, decode_page};
 use super::persona_counter;
@@ -289,6 +290,7 @@ pub struct Personas {
     lists: FirstPages<Sort, Persona>,
     /// Writes that lock the user's persona counter take turns per user.
     turns: UserLocks,
+    feed: Feed,
 }
 
 pub type PersonaPage = Page<Versioned<Persona>>;
@@ -299,11 +301,13 @@ impl Personas {
         cursors: CursorCodec,
         metrics: Arc<Metrics>,
         budget: &CacheBudget,
+        feed: Feed,
     ) -> Self {
         Self {
             store,
             cursors,
             metrics,
+            feed,
             lists: FirstPages::new(
                 "persona_lists",
                 Duration::from_secs(30 * 60),
@@ -318,6 +322,16 @@ impl Personas {
     /// Drops this instance's cached lists of `uid` (every write calls it before answering).
     pub async fn invalidate(&self, uid: &str) {
         self.lists.invalidate(uid).await;
+    }
+
+    /// Drops every cached list on this instance.
+    pub fn flush(&self) {
+        self.lists.invalidate_all();
+    }
+
+    /// After a write committed: the other instances drop their lists too.
+    async fn announce(&self, uid: &str) {
+        self.feed.publish(uid, Kind::Personas).await;
     }
 
     /// Creates a persona under the cap; `record` adds an idempotent response to the same commit.
@@ -384,6 +398,7 @@ impl Personas {
         drop(turn);
         self.invalidate(uid).await;
         let (persona, committed) = result?;
+        self.announce(uid).await;
         versioned::written(persona, &committed, &path)
     }
 
@@ -490,6 +505,7 @@ impl Personas {
         drop(turn);
         self.invalidate(uid).await;
         let (persona, committed) = result?;
+        self.announce(uid).await;
         versioned::written(persona, &committed, &path)
     }
 
@@ -524,6 +540,9 @@ impl Personas {
         .await;
         drop(turn);
         self.invalidate(uid).await;
+        if result.is_ok() {
+            self.announce(uid).await;
+        }
         result
     }
 

@@ -87,5 +87,13 @@ pub fn all_shapes() -> Vec<(&'static str, Query)> {
     shapes.extend(erasure::query_shapes());
     shapes.extend(export::query_shapes());
     shapes.extend(instances::query_shapes());
+    shapes.push((
+        "feed: entries after a cursor",
+        crate::domain::feed::entries_after(crate::store::value::now()),
+    ));
+    shapes.push((
+        "feed: entries past the retention (purge)",
+        crate::domain::feed::expired_entries(crate::store::value::now(), 500),
+    ));
     shapes
 }

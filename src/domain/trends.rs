@@ -314,6 +314,11 @@ impl TrendCounters {
         self.cache.invalidate(uid).await;
     }
 
+    /// Drops every cached window on this instance.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// (entries, weighed bytes) of the cache.
     pub async fn cache_usage(&self) -> (u64, u64) {
         self.cache.usage().await

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use super::feed::{Feed, Kind};
 use super::freshness::UserCache;
 use super::user_locks::UserLocks;
 use super::{audit, clock, versioned};
@@ -303,11 +304,15 @@ pub struct Users {
     /// Provisioning transactions of one user take turns (concurrent first
     /// requests would otherwise fight over the user document's lock).
     turns: UserLocks,
+    /// Tells other instances about changes; while it is behind, cached profiles
+    /// (roles, plans) are trusted only briefly.
+    feed: Feed,
 }
 
 impl Users {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, budget: &CacheBudget) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, budget: &CacheBudget, feed: Feed) -> Self {
         Self {
+            feed,
             store,
             cache: UserCache::new(
                 "profiles",
@@ -331,6 +336,18 @@ impl Users {
         self.cache.invalidate(uid).await;
     }
 
+    /// Drops every cached profile on this instance.
+    pub fn flush(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// The cached profile, unless the feed is behind and it is older than the short TTL.
+    async fn cached(&self, uid: &str) -> Option<Arc<Account>> {
+        self.cache
+            .get_within(uid, &(), &self.metrics, self.feed.max_age())
+            .await
+    }
+
     /// (entries, weighed bytes) of the profile cache.
     pub async fn cache_usage(&self) -> (u64, u64) {
         self.cache.usage().await
@@ -340,7 +357,7 @@ impl Users {
     /// the claims (exactly once, even under concurrent first requests). A newer
     /// sign-in moves `lastLoginAt`.
     pub async fn profile_for(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
-        let profile = match self.cache.get(&sign_in.uid, &(), &self.metrics).await {
+        let profile = match self.cached(&sign_in.uid).await {
             Some(p) => p,
             None => {
                 let generation = self.cache.generation(&sign_in.uid).await;
@@ -366,7 +383,7 @@ impl Users {
 
     /// A profile by uid (no provisioning), through the cache.
     pub async fn get(&self, uid: &str) -> AppResult<Option<Arc<Account>>> {
-        if let Some(p) = self.cache.get(uid, &(), &self.metrics).await {
+        if let Some(p) = self.cached(uid).await {
             return Ok(Some(p));
         }
         let generation = self.cache.generation(uid).await;
@@ -529,6 +546,7 @@ impl Users {
             .await;
             self.invalidate(uid).await;
             result?;
+            self.feed.publish(uid, Kind::Profile).await;
         } else if *if_match != versioned::IfMatch::Absent {
             let current = self.get(uid).await?.ok_or(AppError::NotFound)?;
             if !if_match.matches(current.version) {

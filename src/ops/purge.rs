@@ -1,6 +1,6 @@
 //! `funnelflow purge [--dry-run]`: removes analytics events older than the
-//! retention and idempotency records past their expiry, a page (≤ 500) per
-//! commit.
+//! retention, idempotency records past their expiry and invalidation-feed
+//! entries past theirs (`domain::feed`), a page (≤ 500) per commit.
 //!
 //! Safe beside the running service and against itself: each delete carries
 //! the update time it was read with, so a record the service rewrote meanwhile
@@ -23,6 +23,8 @@ pub struct Report {
     /// Removed (or, in a dry run, found).
     pub analytics: u64,
     pub idempotency: u64,
+    /// Invalidation-feed entries past their retention.
+    pub invalidations: u64,
     pub analytics_cutoff: Timestamp,
 }
 
@@ -44,9 +46,17 @@ pub async fn run(store: &dyn Store, spec: &Spec) -> anyhow::Result<Report> {
         "idempotency",
     )
     .await?;
+    let invalidations = sweep(
+        store,
+        crate::domain::feed::expired_entries(spec.now, PAGE),
+        spec.dry_run,
+        "invalidations",
+    )
+    .await?;
     Ok(Report {
         analytics,
         idempotency,
+        invalidations,
         analytics_cutoff: cutoff,
     })
 }

@@ -18,7 +18,9 @@ use futures::stream::BoxStream;
 use tokio::time::Instant;
 
 use super::stream::idle_bounded;
-use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
+use super::{
+    Committed, Doc, DocPath, ListenStream, Query, Store, StoreError, StoreResult, Transaction, Write,
+};
 
 tokio::task_local! {
     static CURRENT: Deadline;
@@ -197,6 +199,10 @@ impl Store for Deadlined {
             first_by(self.budget),
             self.budget,
         )
+    }
+    /// Only opening the stream is bounded: it outlives any request by design.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        bounded("listen", self.budget, self.inner.listen(docs)).await
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         let inner = bounded("begin_transaction", self.budget, self.inner.begin()).await?;

@@ -6,25 +6,70 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::broadcast;
 
 use super::value::{self, ValueType};
 use super::{
-    Committed, Direction, Doc, DocPath, Filter, Op, Precondition, Query, Store, StoreError, StoreResult,
-    Timestamp, Transaction, Transform, Value, Write, WriteOp, limits,
+    Committed, Direction, Doc, DocPath, Filter, ListenEvent, ListenStream, Op, Precondition, Query, Store,
+    StoreError, StoreResult, Timestamp, Transaction, Transform, Value, Write, WriteOp, limits,
 };
 
 /// An in-memory document store; clones share the same data.
 #[derive(Clone, Default)]
 pub struct EmbeddedStore {
     state: Arc<RwLock<State>>,
+    changes: Arc<Changes>,
 }
+
+/// Committed writes, for listeners: the paths of each commit, in commit order.
+struct Changes {
+    sender: broadcast::Sender<Arc<[DocPath]>>,
+    /// Test hook: listen streams fail as if the connection broke.
+    suspended: AtomicBool,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::Sender::new(LISTEN_BUFFER),
+            suspended: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Commits a listener may fall behind by before its stream fails (it then
+/// reconnects and re-reads, as after a broken connection).
+const LISTEN_BUFFER: usize = 4096;
 
 impl EmbeddedStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Breaks every listen stream and refuses new ones (`true`), as a lost
+    /// connection to Firestore's listen service would, while reads and writes
+    /// go on; `false` lets listeners connect again. For tests of listeners.
+    pub fn suspend_listeners(&self, suspended: bool) {
+        self.changes.suspended.store(suspended, AtomicOrdering::SeqCst);
+        if suspended {
+            // Wakes every stream, which then sees the flag and fails.
+            let _ = self.changes.sender.send(Arc::from(Vec::new()));
+        }
+    }
+
+    /// Commits under the write lock and tells listeners, in commit order.
+    fn commit_locked(&self, state: &mut State, writes: Vec<Write>) -> StoreResult<Committed> {
+        let committed = state.commit(writes)?;
+        if self.changes.sender.receiver_count() > 0 && !committed.writes.is_empty() {
+            let paths: Arc<[DocPath]> = committed.writes.iter().map(|(p, _)| p.clone()).collect();
+            let _ = self.changes.sender.send(paths);
+        }
+        Ok(committed)
     }
 
     // Nothing panics while a guard is held, so a poisoned lock still holds consistent data.
@@ -415,7 +460,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
-        self.write().commit(writes)
+        self.commit_locked(&mut self.write(), writes)
     }
 
     async fn list_collection_ids(&self, parent: &DocPath) -> StoreResult<Vec<String>> {
@@ -467,6 +512,63 @@ impl Store for EmbeddedStore {
         docs.sort_by(|a, b| cmp_paths(a.path.as_str(), b.path.as_str()));
         docs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(docs.into_iter().cloned().collect())
+    }
+
+    /// The documents' current state, `Current`, then every commit that touches
+    /// one of them, as Firestore's documents target does.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        let suspended = || {
+            self.changes
+                .suspended
+                .load(AtomicOrdering::SeqCst)
+                .then(|| StoreError::Unavailable("listening is suspended".into()))
+        };
+        if let Some(e) = suspended() {
+            return Err(e);
+        }
+        // Subscribed before the initial state is read: nothing committed in between is missed.
+        let receiver = self.changes.sender.subscribe();
+        let wanted: Arc<BTreeSet<DocPath>> = Arc::new(docs.iter().cloned().collect());
+        let initial: Vec<StoreResult<ListenEvent>> = {
+            let state = self.read();
+            wanted
+                .iter()
+                .filter(|p| state.get(p).is_some())
+                .map(|p| Ok(ListenEvent::Changed(p.clone())))
+                .chain([Ok(ListenEvent::Current)])
+                .collect()
+        };
+        let changes = self.changes.clone();
+        let live = futures::stream::unfold(Some(receiver), move |receiver| {
+            let (wanted, changes) = (wanted.clone(), changes.clone());
+            async move {
+                let mut receiver = receiver?;
+                loop {
+                    let failed = |why: &str| Some((vec![Err(StoreError::Unavailable(why.into()))], None));
+                    match receiver.recv().await {
+                        _ if changes.suspended.load(AtomicOrdering::SeqCst) => {
+                            return failed("listening is suspended");
+                        }
+                        Ok(paths) => {
+                            let hits: Vec<StoreResult<ListenEvent>> = paths
+                                .iter()
+                                .filter(|p| wanted.contains(*p))
+                                .map(|p| Ok(ListenEvent::Changed(p.clone())))
+                                .collect();
+                            if !hits.is_empty() {
+                                return Some((hits, Some(receiver)));
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            return failed("the listener fell behind the commits");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+        .flat_map(futures::stream::iter);
+        Ok(futures::stream::iter(initial).chain(live).boxed())
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
@@ -551,7 +653,7 @@ impl Transaction for EmbeddedTransaction {
                 )));
             }
         }
-        state.commit(writes)
+        self.store.commit_locked(&mut state, writes)
     }
 
     async fn rollback(self: Box<Self>) {}

@@ -27,8 +27,8 @@ use futures::{StreamExt, TryStreamExt};
 use super::embedded::effective_order;
 use super::value::{self, ValueType};
 use super::{
-    Committed, Direction, Doc, DocPath, Fields, Op, Precondition, Query, Store, StoreError, StoreResult,
-    Transaction, Transform, Value, Write, WriteOp, stream as streams,
+    Committed, Direction, Doc, DocPath, Fields, ListenStream, Op, Precondition, Query, Store, StoreError,
+    StoreResult, Transaction, Transform, Value, Write, WriteOp, stream as streams,
 };
 
 /// Reads (and plain commits) against one database; inside a transaction the
@@ -585,6 +585,10 @@ impl Store for FirestoreStore {
             .into_iter()
             .map(|d| self.to_doc(d))
             .collect()
+    }
+
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        super::firestore_listen::listen(&self.db, self.db.get_documents_path(), docs, store_error).await
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {

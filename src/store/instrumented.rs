@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use super::{Committed, Doc, DocPath, ListenStream, Query, Store, StoreResult, Transaction, Write};
 use crate::metrics::Metrics;
 
 pub struct Instrumented {
@@ -69,6 +69,10 @@ impl Store for Instrumented {
     }
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
         self.timed("begin_transaction", self.inner.begin()).await
+    }
+    /// Times the opening of the stream only.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        self.timed("listen", self.inner.listen(docs)).await
     }
     fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
         self.first_item("query_stream", self.inner.query_stream(query))

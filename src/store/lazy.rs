@@ -16,7 +16,9 @@ use tokio::sync::watch;
 
 use super::deadline::Deadline;
 use super::firestore::FirestoreStore;
-use super::{Committed, Doc, DocPath, Query, Store, StoreError, StoreResult, Transaction, Write};
+use super::{
+    Committed, Doc, DocPath, ListenStream, Query, Store, StoreError, StoreResult, Transaction, Write,
+};
 
 /// How long a request's call waits for a connection in progress.
 const CONNECT_WAIT: Duration = Duration::from_secs(1);
@@ -166,5 +168,8 @@ impl Store for LazyFirestore {
             .map_ok(move |s| s.descendants_stream(&parent))
             .try_flatten()
             .boxed()
+    }
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        self.store().await?.listen(docs).await
     }
 }

@@ -10,9 +10,11 @@
 pub mod deadline;
 pub mod embedded;
 pub mod firestore;
+mod firestore_listen;
 pub mod instrumented;
 pub mod lazy;
 pub mod limits;
+pub mod listen;
 
 mod path;
 pub mod stream;
@@ -27,6 +29,7 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use listen::{ListenEvent, ListenStream};
 pub use path::DocPath;
 pub use value::Timestamp;
 
@@ -366,6 +369,15 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Starts a read-write transaction. Prefer [`run_transaction`].
     async fn begin(&self) -> StoreResult<Box<dyn Transaction>>;
+    /// Listens to changes of `docs` (see [`listen`]). Opening is bounded like a
+    /// call; the stream itself lives until the connection breaks or it is dropped.
+    async fn listen(&self, docs: &[DocPath]) -> StoreResult<ListenStream> {
+        let _ = docs;
+        Err(StoreError::InvalidArgument(format!(
+            "the {} store cannot listen to changes",
+            self.kind()
+        )))
+    }
 }
 
 /// A read-write transaction: reads see a consistent snapshot, and the commit

@@ -92,6 +92,12 @@ pub fn as_timestamp(v: &Value) -> Option<Timestamp> {
         _ => None,
     }
 }
+pub fn as_array(v: &Value) -> Option<&[Value]> {
+    match &v.value_type {
+        Some(ValueType::ArrayValue(a)) => Some(&a.values),
+        _ => None,
+    }
+}
 pub fn as_map(v: &Value) -> Option<&Fields> {
     match &v.value_type {
         Some(ValueType::MapValue(m)) => Some(&m.fields),

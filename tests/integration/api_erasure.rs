@@ -404,7 +404,13 @@ async fn an_interrupted_erasure_is_finished_by_calling_again(backend: Backend) {
     problem(app.delete("/v1/me", &token).await, 500, "internal").await;
     deletes.store(i64::MAX, Ordering::SeqCst);
     let left = all_descendants(app.store().as_ref(), &user).await.unwrap();
-    assert_eq!(left.len(), before.len() - 500, "one page deleted");
+    // Exactly one commit of deletes went through (which page's depends on
+    // timing); the erasure awaited its other commits before answering.
+    let deleted = before.len() - left.len();
+    assert!(
+        (1..=500).contains(&deleted),
+        "one commit of deletes, got {deleted}"
+    );
     assert!(app.store().get(&user).await.unwrap().is_some());
     assert!(left.iter().any(|p| p.collection_id() == "apiKeys"));
 

@@ -42,14 +42,18 @@ fn with_x_api_key(app: &TestApp, method: Method, path: &str, key: &str) -> reqwe
     app.request(method, path, None).header("x-api-key", key)
 }
 
-/// Store operations so far, from `/metrics`.
+/// Store operations so far, from `/metrics`, less the invalidation feed's reads
+/// (it runs beside the requests).
 pub async fn store_ops(app: &TestApp) -> f64 {
-    app.metrics_text()
-        .await
-        .lines()
-        .filter(|l| l.starts_with("funnelflow_store_operation_duration_seconds_count"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let text = app.metrics_text().await;
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    sum("funnelflow_store_operation_duration_seconds_count")
+        - sum("funnelflow_feed_events_total{event=\"read\"}")
 }
 
 fn checksum(body: &str) -> String {

@@ -24,6 +24,8 @@ mod app;
 mod binary;
 mod deploy;
 mod erasure_killed;
+mod feed;
+mod feed_processes;
 mod indexes;
 mod instances;
 mod migrations;

@@ -224,7 +224,19 @@ async fn round_trip(app: TestApp) {
     let m = &summary.manifest.body;
     assert_eq!(m.documents, source.len() as u64);
     let collections: Vec<&str> = m.files.iter().map(|f| f.collection.as_str()).collect();
-    assert_eq!(collections, ["a-b", "ghost", "odd", "system", "users"]);
+    // Every collection, the invalidation feed's (written by the seeded writes) included.
+    assert_eq!(
+        collections,
+        [
+            "a-b",
+            "ghost",
+            "invalidationHeads",
+            "invalidations",
+            "odd",
+            "system",
+            "users"
+        ]
+    );
 
     let (target, target_project) = another_project(&app).await;
     let target_root = Root::new(&target_project, "(default)");
