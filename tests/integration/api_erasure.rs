@@ -6,10 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use async_trait::async_trait;
 use funnelflow::store::{
-    self, Committed, Doc, DocPath, Fields, Query, Store, StoreError, StoreResult, Transaction, Write,
-    WriteOp, all_descendants, value,
+    self, DocPath, Fields, Query, Store, StoreError, Write, WriteOp, all_descendants, value,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,7 +18,7 @@ use crate::api_events::stored_events;
 use crate::api_keys::{all_permissions, key_with};
 use crate::api_personas::new_persona;
 use crate::app::{Backend, TestApp, json_of, problem, spawn_app_wrapped};
-use crate::support::EmulatorRest;
+use crate::support::{EmulatorRest, OnCommit};
 
 fn ev(t: &str) -> Value {
     json!({"eventType": t, "eventData": {"k": 1}})
@@ -318,56 +316,20 @@ crate::both_backends!(admins_erase_on_behalf);
 
 /// Lets `deletes` commits that delete something through, then refuses every
 /// such commit, as if the process had died there (an `i64::MAX` budget: no limit).
-struct StopsDeleting {
-    inner: Arc<dyn Store>,
-    deletes: Arc<AtomicI64>,
-}
-
-#[async_trait]
-impl Store for StopsDeleting {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-    async fn get(&self, p: &DocPath) -> StoreResult<Option<Doc>> {
-        self.inner.get(p).await
-    }
-    async fn get_all(&self, p: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
-        self.inner.get_all(p).await
-    }
-    async fn query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
-        self.inner.query(q).await
-    }
-    async fn count(&self, q: &Query) -> StoreResult<u64> {
-        self.inner.count(q).await
-    }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
-        if writes.iter().any(|w| matches!(w.op, WriteOp::Delete))
-            && self.deletes.fetch_sub(1, Ordering::SeqCst) <= 0
-        {
-            return Err(StoreError::Internal("the process died here".into()));
-        }
-        self.inner.commit(writes).await
-    }
-    async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
-        self.inner.list_collection_ids(p).await
-    }
-    async fn descendants(
-        &self,
-        p: &DocPath,
-        after: Option<&DocPath>,
-        limit: u32,
-    ) -> StoreResult<Vec<DocPath>> {
-        self.inner.descendants(p, after, limit).await
-    }
-    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
-        self.inner.scan(after, limit).await
-    }
-    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
-        self.inner.begin().await
-    }
+fn stops_deleting(inner: Arc<dyn Store>, deletes: Arc<AtomicI64>) -> Arc<dyn Store> {
+    OnCommit::wrap(
+        inner,
+        Box::new(move |writes| {
+            let refused = writes.iter().any(|w| matches!(w.op, WriteOp::Delete))
+                && deletes.fetch_sub(1, Ordering::SeqCst) <= 0;
+            Box::pin(async move {
+                if refused {
+                    return Err(StoreError::Internal("the process died here".into()));
+                }
+                Ok(())
+            })
+        }),
+    )
 }
 
 /// An erasure that stops after its first page of deletes: old keys and tokens
@@ -376,13 +338,7 @@ impl Store for StopsDeleting {
 async fn an_interrupted_erasure_is_finished_by_calling_again(backend: Backend) {
     let deletes = Arc::new(AtomicI64::new(i64::MAX));
     let budget = deletes.clone();
-    let app = spawn_app_wrapped(backend, &[], move |inner| {
-        Arc::new(StopsDeleting {
-            inner,
-            deletes: budget,
-        })
-    })
-    .await;
+    let app = spawn_app_wrapped(backend, &[], move |inner| stops_deleting(inner, budget)).await;
     let token = app.token("cut");
     populate(&app, "cut", &token).await;
     // Enough analyses for three pages, all before the API keys in path order.

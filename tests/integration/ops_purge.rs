@@ -5,14 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use funnelflow::ops::purge::{self, Spec};
-use funnelflow::store::{
-    Committed, Doc, DocPath, Fields, Query, Store, StoreResult, Transaction, Write, value,
-};
+use funnelflow::store::{DocPath, Fields, Query, Store, Write, value};
 use jiff::SignedDuration;
 
 use crate::app::TestApp;
+use crate::support::OnCommit;
 
 fn days_ago(now: jiff::Timestamp, days: i64) -> jiff::Timestamp {
     now.checked_sub(SignedDuration::from_hours(24 * days)).unwrap()
@@ -136,60 +134,27 @@ crate::both_backends!(purge_long_retention, a_retention_past_year_one_keeps_ever
 
 /// The service rewrites a record between purge's read and its delete (a key
 /// reused after expiry): the fresh record survives, the rest of the batch goes.
-struct RewriteBeforeFirstCommit {
-    inner: Arc<dyn Store>,
-    done: AtomicBool,
-}
-
-#[async_trait]
-impl Store for RewriteBeforeFirstCommit {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-    async fn get(&self, p: &DocPath) -> StoreResult<Option<Doc>> {
-        self.inner.get(p).await
-    }
-    async fn get_all(&self, p: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
-        self.inner.get_all(p).await
-    }
-    async fn query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
-        self.inner.query(q).await
-    }
-    async fn count(&self, q: &Query) -> StoreResult<u64> {
-        self.inner.count(q).await
-    }
-    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
-        if !self.done.swap(true, Ordering::SeqCst) {
-            let later = value::now().checked_add(SignedDuration::from_hours(24)).unwrap();
-            self.inner
-                .commit(vec![Write::set(
-                    p("users/u1/idempotency/expired"),
-                    with("expiresAt", later),
-                )])
-                .await?;
-        }
-        self.inner.commit(writes).await
-    }
-    async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
-        self.inner.list_collection_ids(p).await
-    }
-    async fn descendants(
-        &self,
-        p: &DocPath,
-        after: Option<&DocPath>,
-        limit: u32,
-    ) -> StoreResult<Vec<DocPath>> {
-        self.inner.descendants(p, after, limit).await
-    }
-    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
-        self.inner.scan(after, limit).await
-    }
-    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
-        self.inner.begin().await
-    }
+fn rewrite_before_first_commit(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+    let done = Arc::new(AtomicBool::new(false));
+    let target = inner.clone();
+    OnCommit::wrap(
+        inner,
+        Box::new(move |_| {
+            let (target, first) = (target.clone(), !done.swap(true, Ordering::SeqCst));
+            Box::pin(async move {
+                if first {
+                    let later = value::now().checked_add(SignedDuration::from_hours(24)).unwrap();
+                    target
+                        .commit(vec![Write::set(
+                            p("users/u1/idempotency/expired"),
+                            with("expiresAt", later),
+                        )])
+                        .await?;
+                }
+                Ok(())
+            })
+        }),
+    )
 }
 
 async fn keeps_a_record_rewritten_meanwhile(app: TestApp) {
@@ -208,16 +173,13 @@ async fn keeps_a_record_rewritten_meanwhile(app: TestApp) {
         ])
         .await
         .unwrap();
-    let racing = RewriteBeforeFirstCommit {
-        inner: app.store().clone(),
-        done: AtomicBool::new(false),
-    };
+    let racing = rewrite_before_first_commit(app.store().clone());
     let spec = Spec {
         retention_days: 365,
         now,
         dry_run: false,
     };
-    let report = purge::run(&racing, &spec).await.unwrap();
+    let report = purge::run(racing.as_ref(), &spec).await.unwrap();
     assert_eq!(report.idempotency, 1);
     assert!(exists(app.store().as_ref(), "users/u1/idempotency/expired").await);
     assert!(!exists(app.store().as_ref(), "users/u2/idempotency/expired").await);

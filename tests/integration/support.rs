@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use funnelflow::store::Store;
 use funnelflow::store::embedded::EmbeddedStore;
 use funnelflow::store::firestore::FirestoreStore;
+use funnelflow::store::{Committed, Doc, DocPath, Query, Store, StoreResult, Transaction, Write};
+use futures::future::BoxFuture;
 
 /// The emulator's `host:port`; the Firestore tests need it running.
 pub fn emulator_host() -> String {
@@ -255,5 +256,64 @@ impl EmulatorRest {
         // `name` is `projects/P/databases/(default)/documents/...`.
         name.split_once("/documents/")
             .map_or_else(|| name.to_owned(), |(_, rest)| rest.to_owned())
+    }
+}
+
+/// Runs before each commit of an [`OnCommit`] store; an `Err` refuses the commit.
+pub type BeforeCommit = Box<dyn Fn(&[Write]) -> BoxFuture<'static, StoreResult<()>> + Send + Sync>;
+
+/// A store that runs a test's hook ahead of every commit (a crash, a busy
+/// store, a race) and forwards everything else to `inner` unchanged.
+pub struct OnCommit {
+    inner: Arc<dyn Store>,
+    before: BeforeCommit,
+}
+
+impl OnCommit {
+    pub fn wrap(inner: Arc<dyn Store>, before: BeforeCommit) -> Arc<dyn Store> {
+        Arc::new(Self { inner, before })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for OnCommit {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn get(&self, p: &DocPath) -> StoreResult<Option<Doc>> {
+        self.inner.get(p).await
+    }
+    async fn get_all(&self, p: &[DocPath]) -> StoreResult<Vec<Option<Doc>>> {
+        self.inner.get_all(p).await
+    }
+    async fn query(&self, q: &Query) -> StoreResult<Vec<Doc>> {
+        self.inner.query(q).await
+    }
+    async fn count(&self, q: &Query) -> StoreResult<u64> {
+        self.inner.count(q).await
+    }
+    async fn commit(&self, writes: Vec<Write>) -> StoreResult<Committed> {
+        (self.before)(&writes).await?;
+        self.inner.commit(writes).await
+    }
+    async fn list_collection_ids(&self, p: &DocPath) -> StoreResult<Vec<String>> {
+        self.inner.list_collection_ids(p).await
+    }
+    async fn descendants(
+        &self,
+        p: &DocPath,
+        after: Option<&DocPath>,
+        limit: u32,
+    ) -> StoreResult<Vec<DocPath>> {
+        self.inner.descendants(p, after, limit).await
+    }
+    async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
+        self.inner.scan(after, limit).await
+    }
+    async fn begin(&self) -> StoreResult<Box<dyn Transaction>> {
+        self.inner.begin().await
     }
 }
