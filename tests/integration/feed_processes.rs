@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -14,8 +14,6 @@ use serde_json::json;
 use crate::feed::{Node, PROPAGATION, demoted_admin, erasure, plan_change, revoked_key, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_funnelflow");
-const DEFAULT_JAR: &str =
-    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar";
 
 /// A child process killed when dropped.
 struct Running(Child);
@@ -41,21 +39,8 @@ fn log_file(name: &str) -> (std::fs::File, PathBuf) {
 }
 
 fn start_emulator(port: u16) -> Running {
-    let jar = std::env::var("FIRESTORE_EMULATOR_JAR").unwrap_or_else(|_| DEFAULT_JAR.into());
     let (log, _) = log_file(&format!("emulator-{port}"));
-    let child = Command::new("java")
-        .args([
-            "-Duser.language=en",
-            "-cp",
-            &jar,
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-        ])
-        .args(["start", "--host=127.0.0.1", &format!("--port={port}")])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start the Firestore emulator (java and the emulator jar are needed)");
+    let child = crate::support::spawn_emulator(port, log);
     Running(child)
 }
 

@@ -2,35 +2,19 @@
 //! stopped and restarted underneath a running service.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::app::{Backend, json_of, problem, spawn_app_with};
-
-const DEFAULT_JAR: &str =
-    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar";
 
 struct Emulator(Child);
 
 impl Emulator {
     fn start(port: u16) -> Self {
-        let jar = std::env::var("FIRESTORE_EMULATOR_JAR").unwrap_or_else(|_| DEFAULT_JAR.into());
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("funnelflow-readiness-{port}.log")))
                 .unwrap();
-        let child = Command::new("java")
-            .args([
-                "-Duser.language=en",
-                "-cp",
-                &jar,
-                "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            ])
-            .args(["start", "--host=127.0.0.1", &format!("--port={port}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the Firestore emulator (java and the emulator jar are needed)");
+        let child = crate::support::spawn_emulator(port, log);
         Self(child)
     }
 

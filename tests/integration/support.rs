@@ -317,3 +317,26 @@ impl Store for OnCommit {
         self.inner.begin().await
     }
 }
+
+/// The emulator's jar where the Cloud SDK installs it (`FIRESTORE_EMULATOR_JAR` wins).
+const DEFAULT_EMULATOR_JAR: &str =
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar";
+
+/// Starts a Firestore emulator of the test's own on `port` (java directly, so
+/// killing the child stops it), its output to `log`.
+pub fn spawn_emulator(port: u16, log: std::fs::File) -> std::process::Child {
+    let jar = std::env::var("FIRESTORE_EMULATOR_JAR").unwrap_or_else(|_| DEFAULT_EMULATOR_JAR.into());
+    std::process::Command::new("java")
+        .args([
+            "-Duser.language=en",
+            "-cp",
+            &jar,
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        ])
+        .args(["start", "--host=127.0.0.1", &format!("--port={port}")])
+        .stdout(log.try_clone().expect("the emulator's log file"))
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start the Firestore emulator (java and the emulator jar are needed)")
+}
