@@ -162,6 +162,14 @@ describe('service-owned documents', () => {
       assertFails(setDoc(doc(w.alice, `tombstones/${BOB}`), { erasedAt: T1 })));
     it('a user cannot delete a tombstone (coming back after erasure)', () =>
       assertFails(deleteDoc(doc(w.alice, 'tombstones/gone-user'))));
+    it('a user cannot read the invalidation feed (its entries name users)', () =>
+      assertFails(getDocs(collection(w.alice, 'invalidations'))));
+    it('a user cannot forge a feed entry', () =>
+      assertFails(setDoc(doc(w.alice, 'invalidations/e1'), { uid: BOB, kind: 'profile' })));
+    it('a user cannot move a feed head', () => assertFails(setDoc(doc(w.alice, 'invalidationHeads/0'), { seq: 1 })));
+    it('a user cannot register an instance (shrinking every rate-limit share)', () =>
+      assertFails(setDoc(doc(w.alice, 'instances/fake'), { seenAt: T1 })));
+    it('an admin cannot read the instances', () => assertFails(getDocs(collection(w.admin, 'instances'))));
     it('a user cannot resolve a share token through a lookup', () =>
       assertFails(getDoc(doc(w.alice, 'shareTokens/tok-alice'))));
     it('a signed-out client cannot resolve a share token through a lookup', () =>
