@@ -35,19 +35,9 @@ impl TestApp {
 
     /// Claims of a valid Google sign-in for `uid`, signed with the dev key.
     pub fn claims(&self, uid: &str) -> Value {
-        let now = jiff::Timestamp::now().as_second();
-        json!({
-            "iss": format!("https://securetoken.google.com/{}", self.project_id),
-            "aud": self.project_id,
-            "sub": uid,
-            "user_id": uid,
-            "iat": now - 10,
-            "exp": now + 3600,
-            "auth_time": now - 60,
-            "email": format!("{uid}@example.com"),
-            "name": format!("User {uid}"),
-            "firebase": {"sign_in_provider": "google.com", "identities": {}},
-        })
+        let mut claims = support::dev_claims(&self.project_id, uid);
+        claims["name"] = json!(format!("User {uid}"));
+        claims
     }
 
     pub fn token(&self, uid: &str) -> String {

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use funnelflow::config::DEV_PRIVATE_KEY_PEM;
 use funnelflow::store::firestore::FirestoreStore;
 use funnelflow::store::{self, DocPath, Fields, Op, Query, Store, Write, value};
 use futures::{StreamExt, TryStreamExt};
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 use crate::api_analyses::new_analysis;
 use crate::api_erasure::expected_counts;
 use crate::api_personas::new_persona;
-use crate::support::{self, EmulatorRest};
+use crate::support::{self, EmulatorRest, dev_token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_funnelflow");
 const VICTIM: &str = "gone";
@@ -107,23 +106,6 @@ impl Drop for Service {
     }
 }
 
-/// A dev ID token for `uid` signed in a minute ago.
-fn token(project: &str, uid: &str) -> String {
-    let now = jiff::Timestamp::now().as_second();
-    let claims = json!({
-        "iss": format!("https://securetoken.google.com/{project}"),
-        "aud": project,
-        "sub": uid,
-        "user_id": uid,
-        "iat": now - 10,
-        "exp": now + 3600,
-        "auth_time": now - 60,
-        "email": format!("{uid}@example.com"),
-        "firebase": {"sign_in_provider": "google.com", "identities": {}},
-    });
-    funnelflow::auth::sign_claims(DEV_PRIVATE_KEY_PEM, "dev", &claims).unwrap()
-}
-
 /// `n` small documents at `path(i)`, in commits of 500, four at a time.
 async fn seed(store: &Arc<dyn Store>, n: usize, path: impl Fn(usize) -> String) {
     let writes: Vec<Write> = (0..n)
@@ -165,7 +147,7 @@ async fn an_erasure_killed_half_way_is_finished_by_calling_again() {
             .unwrap(),
     );
     let rest = EmulatorRest::new(&project);
-    let (victim, other) = (token(&project, VICTIM), token(&project, OTHER));
+    let (victim, other) = (dev_token(&project, VICTIM), dev_token(&project, OTHER));
     let service = Service::start(&project).await;
 
     // Through the API: profiles, an analysis, a persona, a real API key, events.

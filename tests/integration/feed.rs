@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use funnelflow::config::{Config, DEV_PRIVATE_KEY_PEM};
+use funnelflow::config::Config;
 use funnelflow::domain::users::Role;
 use funnelflow::metrics::Metrics;
 use funnelflow::startup::Application;
@@ -40,19 +40,7 @@ impl Node {
 
     /// A dev-auth ID token for `uid`, signed in a minute ago.
     pub fn token(&self, uid: &str) -> String {
-        let now = jiff::Timestamp::now().as_second();
-        let claims = json!({
-            "iss": format!("https://securetoken.google.com/{}", self.project_id),
-            "aud": self.project_id,
-            "sub": uid,
-            "user_id": uid,
-            "iat": now - 10,
-            "exp": now + 3600,
-            "auth_time": now - 60,
-            "email": format!("{uid}@example.com"),
-            "firebase": {"sign_in_provider": "google.com", "identities": {}},
-        });
-        funnelflow::auth::sign_claims(DEV_PRIVATE_KEY_PEM, "dev", &claims).unwrap()
+        crate::support::dev_token(&self.project_id, uid)
     }
 
     pub async fn send(&self, method: Method, path: &str, token: &str, body: Option<&Value>) -> Response {

@@ -340,3 +340,29 @@ pub fn spawn_emulator(port: u16, log: std::fs::File) -> std::process::Child {
         .spawn()
         .expect("start the Firestore emulator (java and the emulator jar are needed)")
 }
+
+/// Claims of a valid Google sign-in for `uid` in `project` (signed in a minute ago).
+pub fn dev_claims(project: &str, uid: &str) -> serde_json::Value {
+    let now = jiff::Timestamp::now().as_second();
+    serde_json::json!({
+        "iss": format!("https://securetoken.google.com/{project}"),
+        "aud": project,
+        "sub": uid,
+        "user_id": uid,
+        "iat": now - 10,
+        "exp": now + 3600,
+        "auth_time": now - 60,
+        "email": format!("{uid}@example.com"),
+        "firebase": {"sign_in_provider": "google.com", "identities": {}},
+    })
+}
+
+/// [`dev_claims`] signed with the development key: what the dev-auth service accepts.
+pub fn dev_token(project: &str, uid: &str) -> String {
+    funnelflow::auth::sign_claims(
+        funnelflow::config::DEV_PRIVATE_KEY_PEM,
+        "dev",
+        &dev_claims(project, uid),
+    )
+    .expect("sign a dev token")
+}
