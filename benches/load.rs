@@ -34,6 +34,8 @@
 //! Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 //! `LOAD_BENCH_SECS` (measured seconds per scenario, default 5) and `LOAD_BENCH_CONC`
 //! (connections, default 32) tune it. The results also go to `target/tmp/load-bench/results.md`.
+//! `LOAD_BENCH_KEEP_STDOUT=1` keeps each service's request and domain logs (stdout) next to its
+//! stderr log, e.g. the erasure's phase timings (`user erased`).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -362,11 +364,16 @@ impl Service {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Request logs are formatted as in production, then discarded, unless
+        // `LOAD_BENCH_KEEP_STDOUT=1` keeps them in `<log>.stdout`.
+        let stdout = match std::env::var("LOAD_BENCH_KEEP_STDOUT").as_deref() {
+            Ok("1") => Stdio::from(File::create(out_dir().join(format!("{log_name}.stdout")))?),
+            _ => Stdio::null(),
+        };
         let mut proc = Proc {
             child: cmd
                 .stdin(Stdio::null())
-                // Request logs are formatted as in production, then discarded.
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {BIN}"))?,

@@ -18,6 +18,8 @@
 //!   500, one at a time and 4 at a time (the service's concurrency, `erasure::CONCURRENCY`).
 //!   Each run gets a freshly seeded account; the order is A B C C B A.
 //!
+//! `LOAD_BENCH_GDPR=export` or `=erase` runs one half only.
+//!
 //! The export formats are a parameter (`LOAD_BENCH_EXPORT_FORMATS`, default `json,csv`): a
 //! format the server answers 400 to is reported as skipped.
 
@@ -761,8 +763,16 @@ pub struct Gdpr {
 }
 
 pub async fn run(emulator: &str, emulator_pid: Option<u32>) -> Result<Gdpr> {
-    let exports = exports(emulator, emulator_pid).await?;
-    let erasures = erasures(emulator, emulator_pid).await?;
+    // `LOAD_BENCH_GDPR=export|erase`: one half only (default both).
+    let part = std::env::var("LOAD_BENCH_GDPR").unwrap_or_default();
+    let exports = match part.as_str() {
+        "erase" => Vec::new(),
+        _ => exports(emulator, emulator_pid).await?,
+    };
+    let erasures = match part.as_str() {
+        "export" => Vec::new(),
+        _ => erasures(emulator, emulator_pid).await?,
+    };
     Ok(Gdpr { exports, erasures })
 }
 

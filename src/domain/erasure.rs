@@ -184,9 +184,65 @@ impl Erasure {
 
     /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
     pub async fn erase(&self, uid: &str, actor: Option<&str>, request_id: &str) -> AppResult<Erased> {
+        let started = Instant::now();
         let user = users::Users::path(uid)?;
         let pseudonym = self.pseudonym(uid);
         // 1. The tombstone: from its commit on, older tokens are refused.
+        self.tombstone(uid).await?;
+        let tombstoned = started.elapsed();
+
+        // 2. Everything below the user document, and (meanwhile: other
+        // collections, and the emulator evaluates the whole listing before its
+        // first name) the analytics and audit records that name the user.
+        let (deleted, rewritten) = future::join(
+            async {
+                let (_, deleted) = future::join(self.feed.announce(), self.delete_descendants(&user)).await;
+                (deleted, started.elapsed())
+            },
+            self.rewrite_references(uid, &pseudonym),
+        )
+        .await;
+        let ((counts, key_ids, first_chunk), deleted_at) = (deleted.0?, deleted.1);
+        let anonymized = rewritten?;
+
+        let actor = actor.map_or_else(|| pseudonym.clone(), str::to_owned);
+        let record = audit::record(
+            &actor,
+            "user.erase",
+            &format!("{}/{pseudonym}", users::COLLECTION),
+            request_id,
+            serde_json::to_value(&counts).map_err(AppError::internal)?,
+        )?;
+        // 3. The user document last: until it is gone, calling again finishes the job.
+        // With the keys' ids: other instances drop their lookups.
+        self.store
+            .commit(vec![
+                record,
+                Write::delete(user.clone()),
+                self.feed.entry(uid, Kind::Erasure, &key_ids)?,
+            ])
+            .await?;
+        self.drop_caches(uid, &key_ids).await;
+        self.feed.announce().await;
+        // The pseudonym, never the uid (the audit trail names it too).
+        tracing::info!(
+            pseudonym,
+            documents = counts.analyses + counts.personas + counts.api_keys + counts.other,
+            analytics_anonymized = anonymized,
+            tombstone_ms = tombstoned.as_millis() as u64,
+            first_chunk_ms = first_chunk.map(|d| d.as_millis() as u64),
+            deleted_ms = deleted_at.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "user erased"
+        );
+        Ok(Erased {
+            deleted: counts,
+            analytics_anonymized: anonymized,
+        })
+    }
+
+    /// Commits the tombstone of `uid` (with its feed entry) and caches it here.
+    async fn tombstone(&self, uid: &str) -> AppResult<()> {
         let mut t = Fields::new();
         t.insert("kind".into(), value::string("erasure"));
         // Announced with the tombstone: other instances refuse old tokens within a second.
@@ -201,14 +257,22 @@ impl Erasure {
             .insert(uid.to_owned(), (Instant::now(), Some(committed.commit_time)))
             .await;
         self.users.invalidate(uid).await;
-        self.feed.announce().await;
+        Ok(())
+    }
 
-        // 2. Everything below the user document, whatever its collection or
-        // depth, from one streamed listing (linear, where cursor pages cost the
-        // emulator a scan each), deleted in commits of 500 while the listing
-        // goes on; at most `CONCURRENCY` commits in flight and one chunk being
-        // gathered, and the stream is held back meanwhile: memory stays flat
-        // however large the account.
+    /// Deletes every descendant of `user`, whatever its collection or depth,
+    /// from one streamed listing (linear, where cursor pages cost the emulator
+    /// a scan each), in commits of 500 while the listing goes on; at most
+    /// `CONCURRENCY` commits in flight and one chunk being gathered, and the
+    /// stream is held back meanwhile: memory stays flat however large the
+    /// account. Returns the counts, the deleted keys' ids (bounded), and when
+    /// the first chunk of names was in.
+    async fn delete_descendants(
+        &self,
+        user: &DocPath,
+    ) -> AppResult<(DeletedCounts, Vec<String>, Option<Duration>)> {
+        let started = Instant::now();
+        let mut first_chunk = None;
         let mut counts = DeletedCounts::default();
         let mut key_ids = Vec::new();
         let failed = AtomicBool::new(false);
@@ -216,7 +280,7 @@ impl Erasure {
         {
             let deleting = self
                 .store
-                .descendants_stream(&user)
+                .descendants_stream(user)
                 .try_chunks(store::MAX_WRITES_PER_COMMIT)
                 .map_err(|TryChunksError(_, e)| e)
                 // After a failure no new chunk starts, and the commits in flight are
@@ -225,7 +289,8 @@ impl Erasure {
                 .take_while(|_| future::ready(!failed.load(Ordering::Relaxed)))
                 .map(|page| match page {
                     Ok(page) => {
-                        let key_ids = tally(&user, &page, &mut counts);
+                        first_chunk.get_or_insert_with(|| started.elapsed());
+                        let key_ids = tally(user, &page, &mut counts);
                         let store = self.store.clone();
                         Either::Left(async move {
                             let writes = page.into_iter().map(Write::delete).collect();
@@ -256,11 +321,26 @@ impl Erasure {
                 }
             }
         }
-        if let Some(e) = first_error {
-            return Err(e.into());
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok((counts, key_ids, first_chunk)),
         }
+    }
 
-        // 3. Analytics: the pseudonym instead of the uid; address and user agent removed.
+    /// Analytics events and audit records that name `uid` name the pseudonym
+    /// instead (events lose their address and user agent too); returns how
+    /// many events were anonymized.
+    async fn rewrite_references(&self, uid: &str, pseudonym: &str) -> AppResult<u64> {
+        let (anonymized, repointed) = future::join(
+            self.anonymize_analytics(uid, pseudonym),
+            self.repoint_audit(uid, pseudonym),
+        )
+        .await;
+        repointed?;
+        anonymized
+    }
+
+    async fn anonymize_analytics(&self, uid: &str, pseudonym: &str) -> AppResult<u64> {
         let mut anonymized = 0u64;
         loop {
             let page = self
@@ -268,14 +348,14 @@ impl Erasure {
                 .query(&analytics::user_query(uid).limit(store::MAX_WRITES_PER_COMMIT as u32))
                 .await?;
             if page.is_empty() {
-                break;
+                return Ok(anonymized);
             }
             anonymized += page.len() as u64;
             let writes = page
                 .iter()
                 .map(|d| {
                     let mut f = Fields::new();
-                    f.insert("userId".into(), value::string(pseudonym.clone()));
+                    f.insert("userId".into(), value::string(pseudonym));
                     Write::update(
                         d.path.clone(),
                         f,
@@ -285,33 +365,6 @@ impl Erasure {
                 .collect();
             store::commit_chunked(self.store.as_ref(), writes).await?;
         }
-
-        // 4. Audit records that name the uid name the pseudonym instead.
-        self.repoint_audit(uid, &pseudonym).await?;
-        let actor = actor.map_or_else(|| pseudonym.clone(), str::to_owned);
-        let record = audit::record(
-            &actor,
-            "user.erase",
-            &format!("{}/{pseudonym}", users::COLLECTION),
-            request_id,
-            serde_json::to_value(&counts).map_err(AppError::internal)?,
-        )?;
-
-        // 5. The user document last: until it is gone, calling again finishes the job.
-        // With the keys' ids: other instances drop their lookups.
-        self.store
-            .commit(vec![
-                record,
-                Write::delete(user.clone()),
-                self.feed.entry(uid, Kind::Erasure, &key_ids)?,
-            ])
-            .await?;
-        self.drop_caches(uid, &key_ids).await;
-        self.feed.announce().await;
-        Ok(Erased {
-            deleted: counts,
-            analytics_anonymized: anonymized,
-        })
     }
 
     async fn repoint_audit(&self, uid: &str, pseudonym: &str) -> AppResult<()> {
