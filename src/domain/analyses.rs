@@ -26,6 +26,10 @@ use crate::store::{
 };
 
 pub const COLLECTION: &str = "analyses";
+/// The largest `results.confidence` accepted.
+pub const MAX_CONFIDENCE: f64 = 1.0;
+/// The largest `results.processingTimeMs` accepted: a day.
+pub const MAX_PROCESSING_TIME_MS: f64 = 86_400_000.0;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -130,12 +134,17 @@ pub struct Results {
     #[validate(nested)]
     #[schema(nullable = false)]
     pub sample_copy: Option<SampleCopy>,
-    #[validate(range(min = 0.0, max = 1.0))]
+    #[validate(range(min = 0.0, max = MAX_CONFIDENCE))]
     #[schema(minimum = 0, maximum = 1)]
     pub confidence: f64,
-    /// Milliseconds, > 0 (JSON numbers are finite; `1e400` is refused as out of range).
-    #[validate(range(exclusive_min = 0.0))]
-    #[schema(exclusive_minimum = 0)]
+    /// Milliseconds, > 0 and at most a day (86,400,000): bounded so that the
+    /// trends' sums and averages stay finite.
+    #[validate(range(
+        exclusive_min = 0.0,
+        max = MAX_PROCESSING_TIME_MS,
+        message = "must be more than 0 and at most 86400000 (a day)"
+    ))]
+    #[schema(exclusive_minimum = 0, maximum = 86_400_000)]
     pub processing_time_ms: f64,
 }
 

@@ -13,7 +13,9 @@
 //!   erasure (which deletes everything under `users/{uid}`) never deletes it, and
 //!   keyed by the pseudonym so it holds no uid. `erasedAt` is the commit time of
 //!   the latest erasure; an ID token whose `auth_time` is before it is 401
-//!   `account_deleted`; a later sign-in starts a fresh account. An API key
+//!   `account_deleted`; a later sign-in starts a fresh account, which such an
+//!   old token cannot erase: it may only finish the erasure it predates
+//!   (while the erased account's user document is there). An API key
 //!   created before it is refused as a deleted key is, even while an interrupted
 //!   erasure has not deleted it yet.
 //! - **`deleted.other`** counts documents in subcollections the code does not
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{self, Either};
 use futures::stream::TryChunksError;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
@@ -41,7 +43,7 @@ use super::retention::ANALYTICS_COLLECTION;
 use super::users::{self, Users};
 use super::{analytics, audit, idempotency, persona_counter, trends};
 use crate::error::{AppError, AppResult};
-use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, Write, value};
+use crate::store::{self, DocPath, Fields, Op, Query, Store, Timestamp, TxOutcome, Write, value};
 
 pub const TOMBSTONES: &str = "tombstones";
 /// Commits in flight at once while deleting.
@@ -182,13 +184,84 @@ impl Erasure {
         }
     }
 
-    /// Erases `uid`; `actor` is the admin's uid, or `None` for the user themself.
-    pub async fn erase(&self, uid: &str, actor: Option<&str>, request_id: &str) -> AppResult<Erased> {
+    /// Erases `uid` on behalf of an admin (`actor`).
+    pub async fn erase(&self, uid: &str, actor: &str, request_id: &str) -> AppResult<Erased> {
+        self.run(uid, Some(actor), None, request_id).await
+    }
+
+    /// The user erases themself with an ID token signed in at `auth_time`. A
+    /// token from before an earlier erasure may only finish that erasure: once
+    /// it is done it gets zero counts and changes nothing, and once a fresh
+    /// account exists (a user document created after the erasure) it is 401
+    /// `account_deleted`.
+    pub async fn erase_self(&self, uid: &str, auth_time: i64, request_id: &str) -> AppResult<Erased> {
+        self.run(uid, None, Some(auth_time), request_id).await
+    }
+
+    /// The tombstone's commit (step 1), or `None` when an old token finds
+    /// nothing left to finish.
+    async fn start(&self, uid: &str, auth_time: Option<i64>) -> AppResult<Option<Timestamp>> {
+        let tombstone = self.tombstone_path(uid)?;
+        let mut t = Fields::new();
+        t.insert("kind".into(), value::string("erasure"));
+        // Announced with the tombstone: other instances refuse old tokens within a second.
+        let writes = vec![
+            Write::set(tombstone.clone(), t).server_time("erasedAt"),
+            self.feed.entry(uid, Kind::Erasure, &[])?,
+        ];
+        let Some(auth_time) = auth_time else {
+            return Ok(Some(self.store.commit(writes).await?.commit_time));
+        };
+        let signed_in = jiff::Timestamp::from_second(auth_time).map_err(AppError::internal)?;
+        let user = users::Users::path(uid)?;
+        // Decided and written in one transaction: a fresh account created
+        // meanwhile (its user document is read here) cannot slip in between.
+        let (go, committed) = store::run_transaction_committed(self.store.as_ref(), |tx| {
+            let (paths, writes) = ([tombstone.clone(), user.clone()], writes.clone());
+            async move {
+                let docs = tx.get_all(&paths).await?;
+                let erased_at = docs
+                    .first()
+                    .and_then(Option::as_ref)
+                    .and_then(|d| d.field("erasedAt").and_then(value::as_timestamp));
+                match (erased_at, docs.get(1).and_then(Option::as_ref)) {
+                    // A token from after the last erasure (or none): an ordinary erasure.
+                    (None, _) => {}
+                    (Some(at), _) if signed_in >= at => {}
+                    // The user document goes last: while the erased account's is
+                    // there, the erasure is unfinished, and this token may finish it.
+                    (Some(at), Some(doc)) if doc.create_time < at => {}
+                    (Some(_), None) => return Ok(TxOutcome::new(Vec::new(), false)),
+                    (Some(_), Some(_)) => return Err(AppError::AccountDeleted),
+                }
+                Ok::<_, AppError>(TxOutcome::new(writes, true))
+            }
+            .boxed()
+        })
+        .await?;
+        Ok(go.then_some(committed.commit_time))
+    }
+
+    /// Erases `uid`; `actor` is the admin's uid, or `None` for the user
+    /// themself, whose token signed in at `auth_time`.
+    async fn run(
+        &self,
+        uid: &str,
+        actor: Option<&str>,
+        auth_time: Option<i64>,
+        request_id: &str,
+    ) -> AppResult<Erased> {
         let started = Instant::now();
         let user = users::Users::path(uid)?;
         let pseudonym = self.pseudonym(uid);
         // 1. The tombstone: from its commit on, older tokens are refused.
-        self.tombstone(uid).await?;
+        let Some(erased_at) = self.start(uid, auth_time).await? else {
+            return Ok(Erased::default());
+        };
+        self.tombstones
+            .insert(uid.to_owned(), (Instant::now(), Some(erased_at)))
+            .await;
+        self.users.invalidate(uid).await;
         let tombstoned = started.elapsed();
 
         // 2. Everything below the user document, and (meanwhile: other
@@ -239,25 +312,6 @@ impl Erasure {
             deleted: counts,
             analytics_anonymized: anonymized,
         })
-    }
-
-    /// Commits the tombstone of `uid` (with its feed entry) and caches it here.
-    async fn tombstone(&self, uid: &str) -> AppResult<()> {
-        let mut t = Fields::new();
-        t.insert("kind".into(), value::string("erasure"));
-        // Announced with the tombstone: other instances refuse old tokens within a second.
-        let committed = self
-            .store
-            .commit(vec![
-                Write::set(self.tombstone_path(uid)?, t).server_time("erasedAt"),
-                self.feed.entry(uid, Kind::Erasure, &[])?,
-            ])
-            .await?;
-        self.tombstones
-            .insert(uid.to_owned(), (Instant::now(), Some(committed.commit_time)))
-            .await;
-        self.users.invalidate(uid).await;
-        Ok(())
     }
 
     /// Deletes every descendant of `user`, whatever its collection or depth,

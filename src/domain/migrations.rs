@@ -130,8 +130,9 @@ fn applied_versions(doc: Option<&store::Doc>) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-fn initial_system_docs() -> AppResult<Vec<Write>> {
-    let templates = json!({ "items": [
+/// The built-in persona templates (`system/personaTemplates`).
+pub(crate) fn initial_templates() -> serde_json::Value {
+    json!({ "items": [
         template("saas-founder", "SaaS Founder", "Early-stage founder weighing tools by time-to-value and price.",
             ["25-40", "Founder / CEO", "$80k-$200k"], &["efficiency", "growth"], &["automation", "startups"],
             &["limited time", "tight budget"], "data-driven, fast", &["Twitter/X", "newsletters", "podcasts"],
@@ -148,7 +149,11 @@ fn initial_system_docs() -> AppResult<Vec<Write>> {
             ["35-60", "Director / VP", "$150k+"], &["risk reduction", "compliance"], &["security", "vendor management"],
             &["long approval cycles", "integration risk"], "committee, risk-averse", &["analyst reports", "events"],
             &["security review", "references"]),
-    ]});
+    ]})
+}
+
+fn initial_system_docs() -> AppResult<Vec<Write>> {
+    let templates = initial_templates();
     let config = json!({
         "maintenanceMode": false,
         "features": { "sharing": true, "copyGeneration": true },

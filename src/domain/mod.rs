@@ -17,6 +17,7 @@ pub mod instances;
 pub mod migrations;
 pub mod pagination;
 pub mod persona_counter;
+pub mod persona_templates;
 pub mod personas;
 pub mod queries;
 pub mod retention;

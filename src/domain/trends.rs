@@ -115,8 +115,8 @@ impl Deltas {
         int(format!("byPersona.{}", persona_key(&a.input.persona)), sign);
         if let Some(r) = &a.results {
             int("withResults".into(), sign);
-            self.confidence += sign as f64 * r.confidence;
-            self.processing_ms += sign as f64 * r.processing_time_ms;
+            self.confidence = saturating_add(self.confidence, sign as f64 * r.confidence);
+            self.processing_ms = saturating_add(self.processing_ms, sign as f64 * r.processing_time_ms);
         }
     }
 
@@ -141,6 +141,25 @@ impl Deltas {
         }
         w
     }
+}
+
+/// `a + b`, finite: a sum of values stored before the input bounds (up to
+/// `f64::MAX` each) saturates instead of becoming infinite, and a non-finite
+/// `b` adds nothing.
+fn saturating_add(a: f64, b: f64) -> f64 {
+    if b.is_finite() {
+        (a + b).clamp(-f64::MAX, f64::MAX)
+    } else {
+        a
+    }
+}
+
+/// A day's sum of a value bounded by `max` per analysis, over `n` analyses, as
+/// at most `n × max`: sums holding values from before the input bounds, or
+/// infinity or NaN, still give finite averages within the bounds.
+fn bounded_sum(sum: f64, n: i64, max: f64) -> f64 {
+    let hi = n.max(0) as f64 * max;
+    if sum.is_nan() { hi } else { sum.clamp(0.0, hi) }
 }
 
 /// For a create: the fields of the new analysis get the marker, and the write
@@ -261,9 +280,13 @@ fn summarize(list: &[Day], today: jiff::civil::Date, days: u32) -> AppResult<Tre
         for (p, n) in &d.by_persona {
             *t.by_persona.entry(p.clone()).or_default() += pos(*n);
         }
-        with_results += d.with_results;
-        conf += d.confidence_sum;
-        time += d.processing_time_ms_sum;
+        with_results += d.with_results.max(0);
+        conf += bounded_sum(d.confidence_sum, d.with_results, analyses::MAX_CONFIDENCE);
+        time += bounded_sum(
+            d.processing_time_ms_sum,
+            d.with_results,
+            analyses::MAX_PROCESSING_TIME_MS,
+        );
     }
     // Counters that went back to zero (deleted analyses) are not listed.
     t.by_status.retain(|_, n| *n > 0);

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
+use validator::Validate;
 
 use super::access::Access;
 use super::json::JsonBody;
@@ -10,6 +11,8 @@ use super::{etag, list, request_id, routes};
 use crate::domain::admin::{AuditFilter, MAX_SYSTEM_DOC_BYTES, RolePut, RoleView, SubscriptionPut};
 use crate::domain::audit::AuditRecord;
 use crate::domain::pagination::PageRequest;
+use crate::domain::persona_templates::PersonaTemplates;
+use crate::domain::personas::TEMPLATES_DOC;
 use crate::domain::users::{PlanType, Profile, Subscription};
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
@@ -162,12 +165,18 @@ pub async fn get_system(state: web::Data<AppState>, doc_id: web::Path<String>) -
 }
 
 /// Replace a system document with the body (a JSON object of at most 64 KiB). Audited.
+///
+/// `personaTemplates` (served by `GET /v1/personas/templates`) must be a
+/// `PersonaTemplates` document: `{items}`, at most 100 templates shaped like
+/// personas (`templateId`, `name`, `description`, `characteristics`; no other
+/// keys), `templateId`s unique; else 422 naming the field.
 #[utoipa::path(put, path = "/v1/admin/system/{docId}", tag = "admin", operation_id = "adminPutSystemDocument",
     params(("docId" = String, Path, description = "The document id")),
     request_body(content = Object, description = "The whole document: a JSON object of at most 64 KiB"),
     responses((status = 200, description = "The document as stored", body = Object, headers(("ETag" = String))),
         (status = 403, description = "`forbidden`: not an admin, an API key, or `schema` (written by the migrations only)", body = Problem),
-        (status = 413, description = "`payload_too_large`: over 64 KiB", body = Problem)),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = Problem),
+        (status = 422, description = "`validation_failed`: not storable, or `personaTemplates` not shaped as `PersonaTemplates`", body = Problem)),
     security(("bearer" = [])))]
 pub async fn put_system(
     state: web::Data<AppState>,
@@ -187,6 +196,13 @@ pub async fn put_system(
             "the document must be a JSON object",
         ));
     };
+    // The templates are served to every user as personas: held to their shape.
+    if doc_id.as_str() == TEMPLATES_DOC {
+        let templates: PersonaTemplates = super::json::parse(&bytes)?;
+        templates
+            .validate()
+            .map_err(|e| AppError::Validation(super::json::flatten(&e)))?;
+    }
     let v = state
         .admin
         .put_system(&admin.uid, &doc_id, &doc, &request_id::current())

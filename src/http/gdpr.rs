@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::access::Access;
 use super::routes;
 
-use super::principal::{Admin, IdTokenPrincipal, Permission, Principal};
+use super::principal::{Admin, Credential, IdTokenPrincipal, Permission, Principal};
 use super::request_id;
 use crate::domain::erasure::Erased;
 use crate::domain::{audit, export as dump};
@@ -23,7 +23,15 @@ use crate::state::AppState;
     responses((status = 200, description = "Erased (counts of what this call deleted)", body = Erased)),
     security(("bearer" = [])))]
 pub async fn erase_me(state: web::Data<AppState>, principal: IdTokenPrincipal) -> AppResult<HttpResponse> {
-    run(&state, principal.uid.clone(), None).await
+    let Credential::IdToken { auth_time } = principal.credential else {
+        return Err(super::principal::api_key_refused());
+    };
+    let (erasure, uid, request_id) = (
+        state.erasure.clone(),
+        principal.uid.clone(),
+        request_id::current(),
+    );
+    run(async move { erasure.erase_self(&uid, auth_time, &request_id).await }).await
 }
 
 /// Erase a user on their behalf (the same as `DELETE /v1/me`).
@@ -35,17 +43,14 @@ pub async fn erase_user(
     admin: Admin,
     uid: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    run(&state, uid.into_inner(), Some(admin.uid.clone())).await
+    let (erasure, actor, request_id) = (state.erasure.clone(), admin.uid.clone(), request_id::current());
+    run(async move { erasure.erase(&uid, &actor, &request_id).await }).await
 }
 
 /// Runs the erasure in a task of its own: a client that disconnects does not
 /// stop it half-way (calling again would finish it, but why make them).
-async fn run(state: &AppState, uid: String, actor: Option<String>) -> AppResult<HttpResponse> {
-    let erasure = state.erasure.clone();
-    let request_id = request_id::current();
-    let erased = tokio::spawn(async move { erasure.erase(&uid, actor.as_deref(), &request_id).await })
-        .await
-        .map_err(AppError::internal)??;
+async fn run(erasure: impl Future<Output = AppResult<Erased>> + Send + 'static) -> AppResult<HttpResponse> {
+    let erased = tokio::spawn(erasure).await.map_err(AppError::internal)??;
     Ok(HttpResponse::Ok().json(erased))
 }
 

@@ -59,6 +59,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         let c = tokens.with_label_values(&["id_tokens", result]);
         c.inc_by(value.saturating_sub(c.get()));
     }
+    state.feed.report_health();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

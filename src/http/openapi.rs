@@ -33,7 +33,8 @@ use super::{admin, analyses, api_keys, events, gdpr, health, me, personas, princ
         admin::put_system, admin::get_system,
         events::post_events, events::list_events, gdpr::erase_me, gdpr::erase_user, gdpr::export,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError, principal::Permission)),
+    components(schemas(crate::error::Problem, crate::error::FieldError, principal::Permission,
+        crate::domain::persona_templates::PersonaTemplates)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -103,6 +103,7 @@ pub async fn list_personas(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Templates {
     /// Persona-shaped objects.
+    #[schema(value_type = Vec<crate::domain::persona_templates::PersonaTemplate>)]
     items: Vec<serde_json::Value>,
 }
 

@@ -228,7 +228,8 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         auth_time: claims.auth_time,
     };
     // Erasing oneself is exempt from the tombstone (an interrupted erasure is
-    // finished by calling again) and must not re-create the profile it deletes.
+    // finished by calling again; `Erasure::erase_self` decides what an old
+    // token may still do) and must not re-create the profile it deletes.
     let account = if is_self_erasure(req) {
         match state.users.get(&sign_in.uid).await? {
             Some(a) => a,

@@ -282,6 +282,50 @@ async fn self_erasure_leaves_nothing_behind(app: TestApp) {
 }
 crate::both_backends!(self_erasure_leaves_nothing_behind);
 
+/// A token from before an erasure may finish that erasure, never erase the
+/// fresh account the same uid signed up for afterwards.
+async fn an_old_token_cannot_erase_a_fresh_account(app: TestApp) {
+    let old = app.token("reborn");
+    populate(&app, "reborn", &old).await;
+    json_of(app.delete("/v1/me", &old).await, 200).await;
+    nothing_left(&app, "reborn").await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = app.token_with("reborn", |c| {
+        c["auth_time"] = json!(jiff::Timestamp::now().as_second())
+    });
+    json_of(app.get("/v1/me", &fresh).await, 200).await;
+    let a = json_of(
+        app.post("/v1/analyses", &fresh, &new_analysis("completed", "founder"))
+            .await,
+        201,
+    )
+    .await;
+    json_of(app.post("/v1/personas", &fresh, &new_persona("New")).await, 201).await;
+    inject(&app, "users/reborn/mystery/m2").await;
+    let user = DocPath::root("users", "reborn").unwrap();
+    let before = all_descendants(app.store().as_ref(), &user).await.unwrap();
+
+    problem(app.delete("/v1/me", &old).await, 401, "account_deleted").await;
+    assert_eq!(
+        all_descendants(app.store().as_ref(), &user).await.unwrap(),
+        before
+    );
+    assert!(app.store().get(&user).await.unwrap().is_some());
+    let id = a["analysisId"].as_str().unwrap();
+    json_of(app.get(&format!("/v1/analyses/{id}"), &fresh).await, 200).await;
+    json_of(app.get("/v1/me", &fresh).await, 200).await;
+
+    // The fresh account's own token erases it.
+    let erased = json_of(app.delete("/v1/me", &fresh).await, 200).await;
+    assert_eq!(
+        erased["deleted"],
+        json!({"analyses": 1, "personas": 1, "apiKeys": 0, "other": 1})
+    );
+    nothing_left(&app, "reborn").await;
+}
+crate::both_backends!(an_old_token_cannot_erase_a_fresh_account);
+
 async fn admins_erase_on_behalf(app: TestApp) {
     let (admin, victim, plain) = (app.token("dpo"), app.token("subject"), app.token("plain"));
     json_of(app.get("/v1/me", &admin).await, 200).await;

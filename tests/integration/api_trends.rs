@@ -198,3 +198,110 @@ async fn trends_equal_a_recount(app: TestApp) {
     assert!(below.iter().any(|p| p.collection_id() == trends::COLLECTION));
 }
 crate::both_backends!(trends_equal_a_recount);
+
+/// `processingTimeMs` is bounded (0 < t ≤ a day) at input, on create and on
+/// completion; counters already holding out-of-range or non-finite sums (data
+/// from before the bound) still give finite averages within the bounds.
+async fn out_of_range_numbers_never_break_trends(app: TestApp) {
+    let uid = "overflow";
+    let token = app.token(uid);
+    let with_time = |ms: Value| {
+        let mut b = new_analysis("completed", "Founder");
+        b["results"]["processingTimeMs"] = ms;
+        b
+    };
+    for bad in [json!(1e308), json!(86_400_001), json!(0), json!(-1)] {
+        let p = crate::app::problem(
+            app.post("/v1/analyses", &token, &with_time(bad.clone())).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "results.processingTimeMs", "{bad}: {p}");
+    }
+    json_of(
+        app.post("/v1/analyses", &token, &with_time(json!(86_400_000)))
+            .await,
+        201,
+    )
+    .await;
+    let pending = json_of(
+        app.post("/v1/analyses", &token, &new_analysis("processing", "Founder"))
+            .await,
+        201,
+    )
+    .await;
+    let id = pending["analysisId"].as_str().unwrap();
+    let mut done = json!({"status": "completed", "results": crate::api_analyses::results(false)});
+    done["results"]["processingTimeMs"] = json!(1.7e308);
+    let p = crate::app::problem(
+        app.patch(&format!("/v1/analyses/{id}"), &token, &done).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "results.processingTimeMs", "{p}");
+    let t = json_of(app.get("/v1/analyses/trends?days=3", &token).await, 200).await;
+    assert_eq!(t["averageProcessingTimeMs"], json!(86_400_000.0));
+
+    // Stored before the bound: analyses near f64::MAX (their sum overflows to
+    // infinity), and day counters holding infinity and NaN outright.
+    let user = DocPath::root("users", uid).unwrap();
+    let now = jiff::Timestamp::now();
+    let writes: Vec<Write> = (0..3)
+        .map(|i| {
+            let mut a = seeded_analysis(0, uid, now);
+            a.analysis_id = format!("huge{i}");
+            if let Some(r) = a.results.as_mut() {
+                r.processing_time_ms = 1.7e308;
+                r.confidence = 1.0;
+            }
+            Write::create(
+                user.child("analyses", &a.analysis_id).unwrap(),
+                store::encode(&a).unwrap(),
+            )
+        })
+        .collect();
+    store::commit_chunked(app.store().as_ref(), writes).await.unwrap();
+    assert_eq!(trends::backfill(app.store().as_ref()).await.unwrap(), 3);
+    for (day, conf, time) in [(3, f64::INFINITY, f64::NAN), (4, f64::NAN, f64::NEG_INFINITY)] {
+        let date = trends::day_of(now - jiff::SignedDuration::from_hours(24 * day));
+        let mut f = store::Fields::new();
+        f.insert("day".into(), store::value::string(date.clone()));
+        f.insert("total".into(), store::value::int(1));
+        f.insert("withResults".into(), store::value::int(1));
+        f.insert("confidenceSum".into(), store::value::double(conf));
+        f.insert("processingTimeMsSum".into(), store::value::double(time));
+        app.store()
+            .commit(vec![Write::set(user.child("trendDays", &date).unwrap(), f)])
+            .await
+            .unwrap();
+    }
+    let check = async |days: u32| {
+        let res = app.get(&format!("/v1/analyses/trends?days={days}"), &token).await;
+        let t = json_of(res, 200).await;
+        for (avg, max) in [
+            ("averageConfidence", 1.0),
+            ("averageProcessingTimeMs", 86_400_000.0),
+        ] {
+            let v = t[avg]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{avg} of {days} days: {t}"));
+            assert!(
+                v.is_finite() && (0.0..=max).contains(&v),
+                "{avg} of {days} days: {t}"
+            );
+        }
+    };
+    // 7 first: longer than the window cached above, so read afresh.
+    for days in [7, 1] {
+        check(days).await;
+    }
+    // Uncounting one of them leaves the day's sum at infinity: still finite answers.
+    let res = app.delete("/v1/analyses/huge0", &token).await;
+    assert_eq!(res.status().as_u16(), 204);
+    for days in [1, 7] {
+        check(days).await;
+    }
+}
+crate::both_backends!(out_of_range_numbers_never_break_trends);

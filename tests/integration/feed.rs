@@ -321,6 +321,35 @@ async fn a_broken_listener_falls_back_to_short_ttls_and_catches_up() {
     );
 }
 
+/// `funnelflow_feed_current` is the state at the moment of the scrape: read
+/// right after the state flips (either way), never the previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_gauge_is_current_when_scraped() {
+    let store = EmbeddedStore::new();
+    let (_a, b, _a_state, b_state) = pair(&store).await;
+    for (suspend, want) in [
+        (false, true),
+        (true, false),
+        (false, true),
+        (true, false),
+        (false, true),
+    ] {
+        store.suspend_listeners(suspend);
+        // Polled tightly, so the scrape follows the flip within a millisecond or two.
+        let start = Instant::now();
+        while b_state.feed.health().is_current() != want {
+            assert!(start.elapsed() < Duration::from_secs(10), "feed current = {want}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            b.metric("funnelflow_feed_current").await,
+            Some(if want { 1.0 } else { 0.0 }),
+            "right after the feed became {}",
+            if want { "current" } else { "not current" }
+        );
+    }
+}
+
 /// The listen primitive, on both stores: the initial state, `Current`, then
 /// each change of a listened document (writes, transforms, deletes), and
 /// nothing for other documents.

@@ -16,6 +16,7 @@ mod api_http;
 mod api_idempotency;
 mod api_if_match;
 mod api_keys;
+mod api_persona_templates;
 mod api_personas;
 mod api_profile;
 mod api_store_errors;

@@ -244,7 +244,8 @@ pub fn expired_entries(now: Timestamp, page: u32) -> Query {
         .limit(page)
 }
 
-/// Sets the gauge, and logs when the feed stops or starts being current.
+/// Logs when the feed stops or starts being current (and sets the gauge then;
+/// `/metrics` sets it again when scraped, so it is never a tick behind).
 async fn monitor(feed: Feed) {
     let mut was_current = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
@@ -254,7 +255,7 @@ async fn monitor(feed: Feed) {
         if was_current == Some(current) {
             continue;
         }
-        feed.metrics().feed_current.set(i64::from(current));
+        feed.report_health();
         let since_sync = feed.health().since_sync().map(|d| d.as_millis());
         match (was_current, current) {
             (_, true) => tracing::info!(since_sync_ms = since_sync, "invalidation feed: current"),

@@ -23,7 +23,8 @@
 //! - **Health** ([`FeedHealth`]): current while the listen stream is live and a
 //!   catch-up succeeded within [`STALE_AFTER`]. Otherwise API-key lookups,
 //!   profiles (role, plan) and erasure tombstones older than [`SHORT_TTL`] count
-//!   as misses; the `funnelflow_feed_current` gauge and a log line say so.
+//!   as misses; the `funnelflow_feed_current` gauge (computed when scraped)
+//!   and a log line say so.
 //!   The stream reconnects by itself, and the next catch-up replays the gap
 //!   from the cursor, or flushes every cache when the gap is longer than
 //!   [`MAX_REPLAY`].
@@ -137,6 +138,14 @@ impl Feed {
 
     pub fn health(&self) -> &FeedHealth {
         &self.inner.health
+    }
+
+    /// Sets the `funnelflow_feed_current` gauge to the state at this moment:
+    /// called when `/metrics` is scraped (a few atomic loads), so the gauge
+    /// never shows a state that has already changed.
+    pub fn report_health(&self) {
+        let current = self.inner.health.is_current();
+        self.inner.metrics.feed_current.set(i64::from(current));
     }
 
     /// `None` while the feed is current, else [`SHORT_TTL`]: how old a cached
