@@ -145,13 +145,14 @@ impl Erasure {
         Ok(t)
     }
 
-    /// 401 `account_deleted` when `uid` was erased after the token's sign-in.
-    pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<()> {
+    /// 401 `account_deleted` when `uid` was erased after the token's sign-in;
+    /// else when `uid` was last erased, if ever.
+    pub async fn check_token(&self, uid: &str, auth_time: i64) -> AppResult<Option<Timestamp>> {
         match self.erased_at(uid).await? {
             Some(t) if jiff::Timestamp::from_second(auth_time).is_ok_and(|a| a < t) => {
                 Err(AppError::AccountDeleted)
             }
-            _ => Ok(()),
+            t => Ok(t),
         }
     }
 
@@ -186,7 +187,8 @@ impl Erasure {
 
     /// Erases `uid` on behalf of an admin (`actor`).
     pub async fn erase(&self, uid: &str, actor: &str, request_id: &str) -> AppResult<Erased> {
-        self.run(uid, Some(actor), None, request_id).await
+        self.run(uid, Some(actor), Start::Tombstone(None), request_id)
+            .await
     }
 
     /// The user erases themself with an ID token signed in at `auth_time`. A
@@ -195,7 +197,15 @@ impl Erasure {
     /// account exists (a user document created after the erasure) it is 401
     /// `account_deleted`.
     pub async fn erase_self(&self, uid: &str, auth_time: i64, request_id: &str) -> AppResult<Erased> {
-        self.run(uid, None, Some(auth_time), request_id).await
+        self.run(uid, None, Start::Tombstone(Some(auth_time)), request_id)
+            .await
+    }
+
+    /// Finishes the erasure of `uid` committed at `erased_at` that was
+    /// interrupted (its user document is still there), for a sign-in after it:
+    /// the tombstone stays as it is, so that sign-in is not refused.
+    pub async fn resume(&self, uid: &str, erased_at: Timestamp, request_id: &str) -> AppResult<Erased> {
+        self.run(uid, None, Start::Resume(erased_at), request_id).await
     }
 
     /// The tombstone's commit (step 1), or `None` when an old token finds
@@ -243,20 +253,18 @@ impl Erasure {
     }
 
     /// Erases `uid`; `actor` is the admin's uid, or `None` for the user
-    /// themself, whose token signed in at `auth_time`.
-    async fn run(
-        &self,
-        uid: &str,
-        actor: Option<&str>,
-        auth_time: Option<i64>,
-        request_id: &str,
-    ) -> AppResult<Erased> {
+    /// themself.
+    async fn run(&self, uid: &str, actor: Option<&str>, start: Start, request_id: &str) -> AppResult<Erased> {
         let started = Instant::now();
         let user = users::Users::path(uid)?;
         let pseudonym = self.pseudonym(uid);
         // 1. The tombstone: from its commit on, older tokens are refused.
-        let Some(erased_at) = self.start(uid, auth_time).await? else {
-            return Ok(Erased::default());
+        let erased_at = match start {
+            Start::Tombstone(auth_time) => match self.start(uid, auth_time).await? {
+                Some(t) => t,
+                None => return Ok(Erased::default()),
+            },
+            Start::Resume(t) => t,
         };
         self.tombstones
             .insert(uid.to_owned(), (Instant::now(), Some(erased_at)))
@@ -450,6 +458,14 @@ impl Erasure {
         }
         Ok(())
     }
+}
+
+/// How an erasure begins.
+enum Start {
+    /// With a new tombstone; for the user themself, with their token's `auth_time`.
+    Tombstone(Option<i64>),
+    /// Under the tombstone committed then (a sign-in after it finishes it).
+    Resume(Timestamp),
 }
 
 /// Counts a page of `user`'s descendants into `counts`; returns the ids of the

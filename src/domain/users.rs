@@ -16,7 +16,7 @@ use super::{audit, clock, versioned};
 use crate::cache::{self, CacheBudget, Share};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
-use crate::store::{self, DocPath, Fields, Store, TxOutcome, Write, value};
+use crate::store::{self, Doc, DocPath, Fields, Store, Timestamp, TxOutcome, Write, value};
 
 pub const COLLECTION: &str = "users";
 
@@ -356,20 +356,32 @@ impl Users {
     /// The profile of a signed-in user: cached, else read, else provisioned from
     /// the claims (exactly once, even under concurrent first requests). A newer
     /// sign-in moves `lastLoginAt`.
-    pub async fn profile_for(&self, sign_in: &SignIn) -> AppResult<Arc<Account>> {
+    ///
+    /// `erased_at` is when the user was last erased: a user document created
+    /// before it belongs to the erased account (an erasure that was interrupted
+    /// deletes it last), which no later sign-in may see. Then this is `None`,
+    /// and the erasure must be finished first.
+    pub async fn profile_for(
+        &self,
+        sign_in: &SignIn,
+        erased_at: Option<Timestamp>,
+    ) -> AppResult<Option<Arc<Account>>> {
         let profile = match self.cached(&sign_in.uid).await {
             Some(p) => p,
             None => {
                 let generation = self.cache.generation(&sign_in.uid).await;
-                let p = Arc::new(self.load_or_provision(sign_in).await?);
+                let Some(p) = self.load_or_provision(sign_in, erased_at).await? else {
+                    return Ok(None);
+                };
+                let p = Arc::new(p);
                 self.cache.insert(&sign_in.uid, generation, (), p.clone()).await;
                 p
             }
         };
         if sign_in.auth_time > profile.profile.last_login_at.0.as_second() {
-            return self.record_login(sign_in).await;
+            return self.record_login(sign_in).await.map(Some);
         }
-        Ok(profile)
+        Ok(Some(profile))
     }
 
     /// The profile `sign_in` would get, not stored: the caller of an erasure
@@ -398,16 +410,25 @@ impl Users {
         Ok(Some(p))
     }
 
-    async fn load_or_provision(&self, sign_in: &SignIn) -> AppResult<Account> {
+    async fn load_or_provision(
+        &self,
+        sign_in: &SignIn,
+        erased_at: Option<Timestamp>,
+    ) -> AppResult<Option<Account>> {
         let path = Self::path(&sign_in.uid)?;
-        if let Some(doc) = self.store.get(&path).await?
-            && let Ok(profile) = decode_profile(&doc.fields)
-            && missing_fields(&doc.fields, &default_fields(sign_in)?).is_empty()
-        {
-            return Ok(Account {
-                profile,
-                version: doc.update_time,
-            });
+        let erased = |doc: &Doc| erased_at.is_some_and(|t| doc.create_time < t);
+        if let Some(doc) = self.store.get(&path).await? {
+            if erased(&doc) {
+                return Ok(None);
+            }
+            if let Ok(profile) = decode_profile(&doc.fields)
+                && missing_fields(&doc.fields, &default_fields(sign_in)?).is_empty()
+            {
+                return Ok(Some(Account {
+                    profile,
+                    version: doc.update_time,
+                }));
+            }
         }
         let defaults = default_fields(sign_in)?;
         let _turn = self.turns.lock(&sign_in.uid).await;
@@ -447,10 +468,10 @@ impl Users {
             Some(v) => v,
             None => versioned::written((), &committed, &path)?.version,
         };
-        Ok(Account {
+        Ok(Some(Account {
             profile: decode_profile(&merged)?,
             version,
-        })
+        }))
     }
 
     /// Moves `lastLoginAt` to a newer sign-in (never backwards, even when racing:

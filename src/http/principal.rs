@@ -14,6 +14,7 @@ use crate::auth::api_key;
 use crate::domain::users::{Account, AuthProvider, Role, SignIn, Users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::store::Timestamp;
 
 /// How the caller authenticated.
 #[derive(Debug, Clone)]
@@ -236,8 +237,11 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
             None => Arc::new(Users::unprovisioned(&sign_in)?),
         }
     } else {
-        state.erasure.check_token(&sign_in.uid, sign_in.auth_time).await?;
-        state.users.profile_for(&sign_in).await?
+        let erased_at = state.erasure.check_token(&sign_in.uid, sign_in.auth_time).await?;
+        match state.users.profile_for(&sign_in, erased_at).await? {
+            Some(a) => a,
+            None => finish_erasure(state, &sign_in, erased_at).await?,
+        }
     };
     Ok(Principal {
         uid: claims.sub.clone(),
@@ -246,6 +250,28 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> AppResult<Principa
         },
         account,
     })
+}
+
+/// A sign-in after an erasure that was interrupted: the erasure is finished
+/// (in a task of its own, so a client that gives up does not cut it short
+/// again), then the fresh account is provisioned.
+async fn finish_erasure(
+    state: &AppState,
+    sign_in: &SignIn,
+    erased_at: Option<Timestamp>,
+) -> AppResult<Arc<Account>> {
+    let erased_at =
+        erased_at.ok_or_else(|| AppError::internal("an unfinished erasure without a tombstone"))?;
+    let (erasure, uid) = (state.erasure.clone(), sign_in.uid.clone());
+    let request_id = super::request_id::current();
+    tokio::spawn(async move { erasure.resume(&uid, erased_at, &request_id).await })
+        .await
+        .map_err(AppError::internal)??;
+    state
+        .users
+        .profile_for(sign_in, Some(erased_at))
+        .await?
+        .ok_or_else(|| AppError::internal("the erased account's user document is still there"))
 }
 
 /// `DELETE /v1/me`.

@@ -140,7 +140,7 @@ async fn seed_user(
         provider,
         auth_time: jiff::Timestamp::now().as_second(),
     };
-    state.users.profile_for(&sign_in).await?;
+    state.users.profile_for(&sign_in, None).await?;
 
     // The plan: what an admin's subscription change writes (the subscription map).
     let plan = plan_for(rng, analyses);

@@ -438,6 +438,61 @@ async fn an_interrupted_erasure_is_finished_by_calling_again(backend: Backend) {
     problem(app.get("/v1/me", &key).await, 401, "unauthenticated").await;
 }
 
+/// A sign-in after an erasure that was interrupted (its user document is
+/// still there) never sees the erased account: the erasure is finished first,
+/// under the same tombstone, and the sign-in gets a fresh, empty account.
+async fn a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(backend: Backend) {
+    let deletes = Arc::new(AtomicI64::new(i64::MAX));
+    let budget = deletes.clone();
+    let app = spawn_app_wrapped(backend, &[], move |inner| stops_deleting(inner, budget)).await;
+    let old = app.token("phoenix");
+    populate(&app, "phoenix", &old).await;
+    let key = key_with(&app, &old, &all_permissions()).await;
+    deletes.store(0, Ordering::SeqCst);
+    problem(app.delete("/v1/me", &old).await, 500, "internal").await;
+    deletes.store(i64::MAX, Ordering::SeqCst);
+    let user = DocPath::root("users", "phoenix").unwrap();
+    assert!(
+        !all_descendants(app.store().as_ref(), &user)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = app.token_with("phoenix", |c| {
+        c["auth_time"] = json!(jiff::Timestamp::now().as_second())
+    });
+    let me = json_of(app.get("/v1/me", &fresh).await, 200).await;
+    assert_ne!(me["preferences"]["theme"], "dark", "{me}");
+    assert_eq!(me["usage"]["analyses"], 0, "{me}");
+    let list = json_of(app.get("/v1/analyses", &fresh).await, 200).await;
+    assert_eq!(list["items"], json!([]), "{list}");
+    // Nothing of the erased account is left; the fresh profile was created after.
+    assert_eq!(
+        all_descendants(app.store().as_ref(), &user).await.unwrap(),
+        Vec::<DocPath>::new()
+    );
+    assert!(app.store().get(&user).await.unwrap().is_some());
+    problem(app.get("/v1/me", &old).await, 401, "account_deleted").await;
+    problem(app.get("/v1/me", &key).await, 401, "unauthenticated").await;
+    problem(app.delete("/v1/me", &old).await, 401, "account_deleted").await;
+    json_of(app.get("/v1/me", &fresh).await, 200).await;
+}
+
+mod fresh_after_interrupted {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn firestore() {
+        a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(Backend::Firestore).await;
+    }
+}
+
 mod interrupted {
     use super::*;
 
