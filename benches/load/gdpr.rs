@@ -939,6 +939,26 @@ impl Gdpr {
             &format!("≤ {ERASE_BAR}×"),
             Some(conc <= ERASE_BAR),
         ));
+        // Informative: a baseline that has to find the names too (as the service does).
+        let listing: Vec<f64> = self.erasures.iter().filter_map(|e| e.list_one_secs).collect();
+        if !listing.is_empty() {
+            let list = listing.iter().sum::<f64>() / listing.len() as f64;
+            let svc = self.mean_secs(Eraser::Service);
+            let mut informative = bar(
+                &format!(
+                    "GDPR erase of {LARGE} analyses ÷ (crate's one listing + batched deletes, 4 in flight)"
+                ),
+                format!(
+                    "{:.2}× (listing alone {list:.3} s = {:.2}× of the deletes)",
+                    svc / (list + self.mean_secs(Eraser::RawConcurrent)),
+                    list / self.mean_secs(Eraser::RawConcurrent)
+                ),
+                "–",
+                None,
+            );
+            informative.verdict = "informative";
+            bars.push(informative);
+        }
         bars
     }
 }
