@@ -19,7 +19,8 @@
 //!   Each run gets a freshly seeded account; the order is A B C C B A.
 //!
 //! The export formats are a parameter (`LOAD_BENCH_EXPORT_FORMATS`, default `json,csv`): a
-//! format the server answers 400 to is reported as skipped.
+//! format the server answers 400 to is reported as skipped. `LOAD_BENCH_GDPR=export` runs the
+//! export scenarios alone (no erasure).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -65,6 +66,11 @@ const LONG_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn only() -> bool {
     std::env::var("LOAD_BENCH_ONLY").as_deref() == Ok("gdpr")
+}
+
+/// `LOAD_BENCH_GDPR=export`: the export scenarios without the erasure ones.
+fn export_only() -> bool {
+    std::env::var("LOAD_BENCH_GDPR").as_deref() == Ok("export")
 }
 
 fn formats() -> Vec<String> {
@@ -762,7 +768,11 @@ pub struct Gdpr {
 
 pub async fn run(emulator: &str, emulator_pid: Option<u32>) -> Result<Gdpr> {
     let exports = exports(emulator, emulator_pid).await?;
-    let erasures = erasures(emulator, emulator_pid).await?;
+    let erasures = if export_only() {
+        Vec::new()
+    } else {
+        erasures(emulator, emulator_pid).await?
+    };
     Ok(Gdpr { exports, erasures })
 }
 
@@ -833,6 +843,9 @@ impl Gdpr {
                 f.max_rise(Reader::Fast),
                 f.max_rise(Reader::Slow),
             );
+        }
+        if self.erasures.is_empty() {
+            return md; // LOAD_BENCH_GDPR=export
         }
         md.push_str(
             "GDPR erasure of a freshly seeded account per run (order as listed):\n\n\
@@ -915,6 +928,9 @@ impl Gdpr {
                 "≤ 1 within noise (PASS if ≤ 1.10)",
                 Some(1.0 / wall <= 1.10 && 1.0 / cpu <= 1.10),
             ));
+        }
+        if self.erasures.is_empty() {
+            return bars; // LOAD_BENCH_GDPR=export
         }
         let (conc, seq) = self.erase_ratios();
         bars.push(bar(
