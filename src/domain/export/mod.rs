@@ -18,8 +18,11 @@ use super::{analytics, api_keys, audit, personas, users};
 use crate::error::{AppError, AppResult};
 use crate::store::{Doc, Op, Query, Store, value};
 
-/// Most items written at once.
-const BATCH: usize = 200;
+/// Bytes gathered before they go to the response. Small on purpose: every
+/// chunk in flight (the response channel's, the HTTP writer's) holds this
+/// much, and chunks of hundreds of KiB (200 items at once) were most of the
+/// export's peak memory (docs/benchmarks.md).
+const CHUNK_BYTES: usize = 32 << 10;
 /// Fields never exported.
 const SECRET_FIELDS: [&str; 1] = ["secretHash"];
 
@@ -30,6 +33,15 @@ async fn send(tx: &Chunks, bytes: impl Into<Bytes>) -> AppResult<()> {
     tx.send(Ok(bytes.into()))
         .await
         .map_err(|_| AppError::internal("export receiver gone"))
+}
+
+/// Sends what `out` holds once it reaches [`CHUNK_BYTES`] (everything with `all`).
+async fn flush(tx: &Chunks, out: &mut Vec<u8>, all: bool) -> AppResult<()> {
+    if out.len() >= CHUNK_BYTES || (all && !out.is_empty()) {
+        let full = std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)));
+        send(tx, full).await?;
+    }
+    Ok(())
 }
 
 fn item(doc: &Doc) -> serde_json::Value {
@@ -108,13 +120,13 @@ fn sections(uid: &str) -> AppResult<Vec<Section>> {
 }
 
 /// A section's items, its sources one after the other, each read as one
-/// store stream (one query per source, not cursor pages: linear cost), in
-/// batches of what has arrived (at most `BATCH`), so the writer sends a
-/// batch at a time and the store is held back while the client reads.
+/// store stream (one query per source, not cursor pages: linear cost), one
+/// item at a time: the writer serializes each as it comes, and the store is
+/// held back (gRPC flow control) while the client reads.
 fn items<'a>(
     store: &'a dyn Store,
     section: &'a Section,
-) -> impl Stream<Item = AppResult<Vec<serde_json::Value>>> + Send + 'a {
+) -> impl Stream<Item = AppResult<serde_json::Value>> + Send + 'a {
     stream::iter(&section.sources)
         .flat_map(move |(q, skip_actor)| {
             store.query_stream(q).try_filter_map(move |d| {
@@ -124,13 +136,7 @@ fn items<'a>(
                 futures::future::ready(Ok((!skipped).then(|| item(&d))))
             })
         })
-        .ready_chunks(BATCH)
-        .map(|batch| {
-            batch
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(AppError::from)
-        })
+        .map_err(AppError::from)
 }
 
 pub fn query_shapes() -> Vec<(&'static str, Query)> {
