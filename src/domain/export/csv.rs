@@ -13,7 +13,7 @@ use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
 use super::flatten::{Columns, Table};
-use super::{CHUNK_BYTES, Chunks, PROFILE, items, sections, send};
+use super::{CHUNK_BYTES, Chunks, PROFILE, items, read_ahead, sections, send};
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
@@ -113,6 +113,8 @@ pub async fn write_zip(
     profile: serde_json::Value,
     tx: Chunks,
 ) -> AppResult<()> {
+    let mut sections = sections(&uid)?;
+    read_ahead(&store, &mut sections);
     let now = jiff::Timestamp::now();
     let buffer = Buffer::default();
     let mut zip = ZipWriter::new_stream(buffer.clone());
@@ -135,7 +137,8 @@ pub async fn write_zip(
     }
     buffer.drain(&tx).await?;
 
-    for section in sections(&uid)? {
+    for mut section in sections {
+        section.ready().await?;
         let mut columns = Columns::default();
         let mut docs = std::pin::pin!(items(store.as_ref(), &section));
         while let Some(item) = docs.try_next().await? {

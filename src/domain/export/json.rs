@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 
-use super::{CHUNK_BYTES, Chunks, PROFILE, flush, items, sections, send};
+use super::{CHUNK_BYTES, Chunks, PROFILE, flush, items, read_ahead, sections, send};
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
@@ -19,6 +19,8 @@ pub async fn write_json(
     profile: serde_json::Value,
     tx: Chunks,
 ) -> AppResult<()> {
+    let mut sections = sections(&uid)?;
+    read_ahead(&store, &mut sections);
     let head = serde_json::json!({"exportedAt": jiff::Timestamp::now().to_string()});
     let head = head.to_string();
     send(
@@ -27,7 +29,8 @@ pub async fn write_json(
     )
     .await?;
     let mut out = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2));
-    for section in sections(&uid)? {
+    for mut section in sections {
+        section.ready().await?;
         write!(out, ",\"{}\":[", section.json).map_err(AppError::internal)?;
         let mut first = true;
         let mut items = std::pin::pin!(items(store.as_ref(), &section));
