@@ -80,10 +80,9 @@ impl Source {
     }
 
     fn keeps(&self, d: &Doc) -> bool {
-        !self
-            .skip_actor
+        self.skip_actor
             .as_deref()
-            .is_some_and(|a| d.field("actor").and_then(value::as_str) == Some(a))
+            .is_none_or(|a| d.field("actor").and_then(value::as_str) != Some(a))
     }
 }
 
