@@ -150,3 +150,38 @@ async fn export_has_its_own_rate_limit() {
     // Other routes are not limited by it.
     json_of(app.get("/v1/me", &token).await, 200).await;
 }
+
+/// A later section longer than what the export reads ahead of it (50
+/// documents) is whole and in the store's order.
+async fn long_later_sections_are_whole_and_in_order(app: TestApp) {
+    let token = app.token("eventful");
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..40)
+            .map(|i| json!({"eventType": "step", "eventData": {"n": batch * 40 + i}}))
+            .collect();
+        json_of(
+            app.post("/v1/events", &token, &json!({ "events": events })).await,
+            202,
+        )
+        .await;
+    }
+    let stored = app
+        .store()
+        .query(&funnelflow::domain::analytics::user_query("eventful"))
+        .await
+        .unwrap();
+    let want: Vec<&str> = stored
+        .iter()
+        .map(|d| d.field("eventId").and_then(value::as_str).unwrap())
+        .collect();
+    assert_eq!(want.len(), 120);
+    let e = export_of(&app, &token).await;
+    let got: Vec<&str> = e["usageAnalytics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+crate::both_backends!(long_later_sections_are_whole_and_in_order);

@@ -1,7 +1,7 @@
 //! The export as a ZIP of CSV files, one per section (`profile.csv` first),
 //! streamed: the `zip` crate's stream writer (data descriptors, no seeking)
 //! deflates into a small shared buffer that is drained into the response
-//! after every batch the store streamed. Each file takes two passes over its section: the
+//! whenever it holds [`CHUNK_BYTES`](super::CHUNK_BYTES). Each file takes two passes over its section: the
 //! first gathers the column names (only the names are kept), the second
 //! writes the rows.
 
@@ -13,7 +13,7 @@ use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
 use super::flatten::{Columns, Table};
-use super::{Chunks, PROFILE, items, sections, send};
+use super::{CHUNK_BYTES, Chunks, PROFILE, items, read_ahead, sections, send};
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
@@ -27,12 +27,24 @@ impl Buffer {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     async fn drain(&self, tx: &Chunks) -> AppResult<()> {
         let bytes = self.take();
         if bytes.is_empty() {
             return Ok(());
         }
         send(tx, bytes).await
+    }
+
+    /// Drains once [`CHUNK_BYTES`] have gathered.
+    async fn drain_full(&self, tx: &Chunks) -> AppResult<()> {
+        if self.len() >= CHUNK_BYTES {
+            self.drain(tx).await?;
+        }
+        Ok(())
     }
 }
 
@@ -101,6 +113,8 @@ pub async fn write_zip(
     profile: serde_json::Value,
     tx: Chunks,
 ) -> AppResult<()> {
+    let mut sections = sections(&uid)?;
+    read_ahead(&store, &mut sections);
     let now = jiff::Timestamp::now();
     let buffer = Buffer::default();
     let mut zip = ZipWriter::new_stream(buffer.clone());
@@ -123,27 +137,24 @@ pub async fn write_zip(
     }
     buffer.drain(&tx).await?;
 
-    for section in sections(&uid)? {
+    for mut section in sections {
+        section.ready().await?;
         let mut columns = Columns::default();
-        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
-        while let Some(batch) = batches.try_next().await? {
-            for item in &batch {
-                columns.add(item)?;
-            }
+        let mut docs = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(item) = docs.try_next().await? {
+            columns.add(&item)?;
         }
         let table = columns.finish();
         zip.start_file(section.csv, options).map_err(failed)?;
         let mut w = csv_writer(&mut zip);
         write_header(&mut w, &table)?;
-        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
-        while let Some(batch) = batches.try_next().await? {
-            for item in &batch {
-                w.write_record(table.row(item).iter().map(|c| c.as_bytes()))
-                    .map_err(failed)?;
-            }
-            // The CSV writer's own buffer (8 KiB) may hold the last rows;
-            // they go out with the next batch or at the end of the file.
-            buffer.drain(&tx).await?;
+        let mut docs = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(item) = docs.try_next().await? {
+            w.write_record(table.row(&item).iter().map(|c| c.as_bytes()))
+                .map_err(failed)?;
+            // The CSV writer's own buffer (8 KiB) and the compressor's may hold
+            // the last rows; they go out with later ones or at the end of the file.
+            buffer.drain_full(&tx).await?;
         }
         w.flush().map_err(failed)?;
         drop(w);

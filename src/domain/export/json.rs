@@ -1,12 +1,14 @@
 //! The export as one JSON document:
-//! `{exportedAt, userData, analysisHistory, …}`, written batch by batch as the store streams it.
+//! `{exportedAt, userData, analysisHistory, …}`, written item by item as the store streams it, in
+//! chunks of [`CHUNK_BYTES`](super::CHUNK_BYTES).
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 
-use super::{Chunks, PROFILE, items, sections, send};
-use crate::error::AppResult;
+use super::{CHUNK_BYTES, Chunks, PROFILE, flush, items, read_ahead, sections, send};
+use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
 /// Writes the export of `uid` into `tx`, chunk by chunk; stops early when the
@@ -17,6 +19,8 @@ pub async fn write_json(
     profile: serde_json::Value,
     tx: Chunks,
 ) -> AppResult<()> {
+    let mut sections = sections(&uid)?;
+    read_ahead(&store, &mut sections);
     let head = serde_json::json!({"exportedAt": jiff::Timestamp::now().to_string()});
     let head = head.to_string();
     send(
@@ -24,25 +28,22 @@ pub async fn write_json(
         format!("{},\"{}\":{}", head.trim_end_matches('}'), PROFILE.0, profile),
     )
     .await?;
-    for section in sections(&uid)? {
-        send(&tx, format!(",\"{}\":[", section.json)).await?;
+    let mut out = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2));
+    for mut section in sections {
+        section.ready().await?;
+        write!(out, ",\"{}\":[", section.json).map_err(AppError::internal)?;
         let mut first = true;
-        let mut batches = std::pin::pin!(items(store.as_ref(), &section));
-        while let Some(batch) = batches.try_next().await? {
-            let mut chunk = String::new();
-            for item in &batch {
-                if !first {
-                    chunk.push(',');
-                }
-                first = false;
-                chunk.push_str(&item.to_string());
+        let mut items = std::pin::pin!(items(store.as_ref(), &section));
+        while let Some(item) = items.try_next().await? {
+            if !first {
+                out.push(b',');
             }
-            if !chunk.is_empty() {
-                send(&tx, chunk).await?;
-            }
+            first = false;
+            serde_json::to_writer(&mut out, &item).map_err(AppError::internal)?;
+            flush(&tx, &mut out, false).await?;
         }
-        send(&tx, "]").await?;
+        out.push(b']');
     }
-    send(&tx, "}").await?;
-    Ok(())
+    out.push(b'}');
+    flush(&tx, &mut out, true).await
 }

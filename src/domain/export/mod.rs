@@ -8,7 +8,11 @@ mod csv;
 mod flatten;
 mod json;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::RemoteHandle;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
@@ -16,10 +20,13 @@ pub use self::csv::write_zip;
 pub use self::json::write_json;
 use super::{analytics, api_keys, audit, personas, users};
 use crate::error::{AppError, AppResult};
-use crate::store::{Doc, Op, Query, Store, value};
+use crate::store::{Doc, Op, Query, Store, StoreResult, value};
 
-/// Most items written at once.
-const BATCH: usize = 200;
+/// Bytes gathered before they go to the response. Small on purpose: every
+/// chunk in flight (the response channel's, the HTTP writer's) holds this
+/// much, and chunks of hundreds of KiB (200 items at once) were most of the
+/// export's peak memory (docs/benchmarks.md).
+const CHUNK_BYTES: usize = 32 << 10;
 /// Fields never exported.
 const SECRET_FIELDS: [&str; 1] = ["secretHash"];
 
@@ -32,6 +39,15 @@ async fn send(tx: &Chunks, bytes: impl Into<Bytes>) -> AppResult<()> {
         .map_err(|_| AppError::internal("export receiver gone"))
 }
 
+/// Sends what `out` holds once it reaches [`CHUNK_BYTES`] (everything with `all`).
+async fn flush(tx: &Chunks, out: &mut Vec<u8>, all: bool) -> AppResult<()> {
+    if out.len() >= CHUNK_BYTES || (all && !out.is_empty()) {
+        let full = std::mem::replace(out, Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)));
+        send(tx, full).await?;
+    }
+    Ok(())
+}
+
 fn item(doc: &Doc) -> serde_json::Value {
     let mut m = value::fields_to_json(&doc.fields);
     for f in SECRET_FIELDS {
@@ -40,8 +56,54 @@ fn item(doc: &Doc) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Documents read ahead per source, at most. The queries of the sections
+/// after the first (personas, keys, events, audit) run while the analyses
+/// stream rather than one after the other at the end, where their round
+/// trips were most of an export's fixed cost (docs/benchmarks.md); a source
+/// with more continues after its last one, so memory stays bounded.
+const AHEAD: u32 = 50;
+
 /// A query feeding a section, and an `actor` whose records it skips (listed already).
-type Source = (Query, Option<String>);
+struct Source {
+    query: Query,
+    skip_actor: Option<String>,
+    ahead: Ahead,
+}
+
+impl Source {
+    fn new(query: Query, skip_actor: Option<String>) -> Self {
+        Self {
+            query,
+            skip_actor,
+            ahead: Ahead::No,
+        }
+    }
+
+    fn keeps(&self, d: &Doc) -> bool {
+        self.skip_actor
+            .as_deref()
+            .is_none_or(|a| d.field("actor").and_then(value::as_str) != Some(a))
+    }
+}
+
+/// A source's first documents, read ahead (in its query's order).
+enum Ahead {
+    /// Not read ahead: the source is one stream.
+    No,
+    Reading(RemoteHandle<StoreResult<Vec<Doc>>>),
+    Read(Vec<Doc>),
+}
+
+/// Starts reading ahead every source but the first, which is read at once.
+/// Dropping the sections stops what is still running.
+fn read_ahead(store: &Arc<dyn Store>, sections: &mut [Section]) {
+    for source in sections.iter_mut().flat_map(|s| &mut s.sources).skip(1) {
+        let (store, q) = (store.clone(), source.query.clone().limit(AHEAD));
+        let (task, handle) = async move { store.query(&q).await }.remote_handle();
+        tokio::spawn(task);
+        source.ahead = Ahead::Reading(handle);
+    }
+}
 
 /// One section of the export after the profile: its key in the JSON document,
 /// its file in the ZIP, and the queries that feed it (in order).
@@ -51,12 +113,24 @@ struct Section {
     sources: Vec<Source>,
 }
 
+impl Section {
+    /// Waits for what is read ahead for this section.
+    async fn ready(&mut self) -> AppResult<()> {
+        for source in &mut self.sources {
+            if let Ahead::Reading(handle) = std::mem::replace(&mut source.ahead, Ahead::No) {
+                source.ahead = Ahead::Read(handle.await?);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The profile's key in the JSON document and its file in the ZIP.
 const PROFILE: (&str, &str) = ("userData", "profile.csv");
 
 fn sections(uid: &str) -> AppResult<Vec<Section>> {
     let user = users::Users::path(uid)?;
-    let own = |collection| vec![(Query::collection(Some(&user), collection), None)];
+    let own = |collection| vec![Source::new(Query::collection(Some(&user), collection), None)];
     Ok(vec![
         Section {
             json: "analysisHistory",
@@ -76,13 +150,13 @@ fn sections(uid: &str) -> AppResult<Vec<Section>> {
         Section {
             json: "usageAnalytics",
             csv: "usage_analytics.csv",
-            sources: vec![(analytics::user_query(uid), None)],
+            sources: vec![Source::new(analytics::user_query(uid), None)],
         },
         Section {
             json: "auditTrail",
             csv: "audit_trail.csv",
             sources: vec![
-                (
+                Source::new(
                     Query::collection(None, audit::COLLECTION).filter(
                         "actor",
                         Op::Eq,
@@ -91,7 +165,7 @@ fn sections(uid: &str) -> AppResult<Vec<Section>> {
                     None,
                 ),
                 // Records about the user by someone else (the user's own are above).
-                (
+                Source::new(
                     Query::collection(None, audit::COLLECTION).filter(
                         "target",
                         Op::In,
@@ -107,30 +181,38 @@ fn sections(uid: &str) -> AppResult<Vec<Section>> {
     ])
 }
 
-/// A section's items, its sources one after the other, each read as one
-/// store stream (one query per source, not cursor pages: linear cost), in
-/// batches of what has arrived (at most `BATCH`), so the writer sends a
-/// batch at a time and the store is held back while the client reads.
+/// A section's items, its sources one after the other, each what was read
+/// ahead then one store stream of the rest (not cursor pages: linear cost),
+/// one item at a time: the writer serializes each as it comes, and the store
+/// is held back (gRPC flow control) while the client reads.
 fn items<'a>(
     store: &'a dyn Store,
     section: &'a Section,
-) -> impl Stream<Item = AppResult<Vec<serde_json::Value>>> + Send + 'a {
+) -> impl Stream<Item = AppResult<serde_json::Value>> + Send + 'a {
     stream::iter(&section.sources)
-        .flat_map(move |(q, skip_actor)| {
-            store.query_stream(q).try_filter_map(move |d| {
-                let skipped = skip_actor
-                    .as_deref()
-                    .is_some_and(|a| d.field("actor").and_then(value::as_str) == Some(a));
-                futures::future::ready(Ok((!skipped).then(|| item(&d))))
-            })
+        .flat_map(move |source| {
+            let (ahead, rest) = match &source.ahead {
+                // Fewer than asked for: that was all of them.
+                Ahead::Read(docs) => (
+                    docs.as_slice(),
+                    docs.last()
+                        .filter(|_| docs.len() >= AHEAD as usize)
+                        .map(|last| Query {
+                            start_after: Some(source.query.cursor_after(last)),
+                            ..source.query.clone()
+                        }),
+                ),
+                // Not read ahead (or not waited for): all in one stream.
+                Ahead::No | Ahead::Reading(_) => (&[][..], Some(source.query.clone())),
+            };
+            let ahead = stream::iter(ahead.iter().filter(|d| source.keeps(d)).map(|d| Ok(item(d))));
+            // The rest's query starts once what was read ahead is written.
+            let rest = stream::iter(rest)
+                .flat_map(move |q| store.query_stream(&q))
+                .try_filter_map(move |d| futures::future::ready(Ok(source.keeps(&d).then(|| item(&d)))));
+            ahead.chain(rest)
         })
-        .ready_chunks(BATCH)
-        .map(|batch| {
-            batch
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(AppError::from)
-        })
+        .map_err(AppError::from)
 }
 
 pub fn query_shapes() -> Vec<(&'static str, Query)> {
