@@ -38,6 +38,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// `FUNNELFLOW_EXPORT_RATE_LIMIT`, per user.
     pub export_limiter: RateLimiter,
+    /// Exports in progress on this instance ([`crate::domain::export::IN_FLIGHT`]).
+    pub exports: Arc<tokio::sync::Semaphore>,
     /// This instance among the running ones (the divisor of global rate limits).
     pub presence: Presence,
 }
@@ -103,6 +105,7 @@ impl AppState {
             analyses,
             personas,
             export_limiter,
+            exports: Arc::new(tokio::sync::Semaphore::new(crate::domain::export::IN_FLIGHT)),
             rate_limiter,
             presence,
             users,

@@ -1,5 +1,8 @@
 //! GDPR data-subject rights: erasure (`DELETE /v1/me`, `DELETE /v1/admin/users/{uid}`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -96,6 +99,16 @@ pub async fn export(
         Some("csv") => Format::Csv,
         Some(_) => return Err(AppError::BadRequest("format must be `json` or `csv`".into())),
     };
+    // Held until the export ends (or stops: `export::STALL`); taken first, so
+    // that a busy instance costs the caller no export of their quota.
+    let permit = state
+        .exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::Unavailable {
+            retry_after_secs: 5,
+            cause: "every export slot of this instance is in use".into(),
+        })?;
     let decision = state.export_limiter.check(&principal.uid).await;
     if !decision.allowed {
         return Err(AppError::RateLimited {
@@ -121,15 +134,23 @@ pub async fn export(
     // A small channel: the writer waits for the client, so memory stays flat.
     let (tx, rx) = mpsc::channel(4);
     let (store, uid) = (state.store.clone(), principal.uid.clone());
+    // Set once everything is written: a body that ends without it is cut off
+    // (the connection is aborted), never a short file that looks whole.
+    let whole = Arc::new(AtomicBool::new(false));
+    let written_whole = whole.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         let errors = tx.clone();
         let written = match format {
             Format::Json => dump::write_json(store, uid, profile, tx).await,
             Format::Csv => dump::write_zip(store, uid, profile, tx).await,
         };
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "export stopped");
-            let _ = errors.send(Err(e)).await;
+        match written {
+            Ok(()) => written_whole.store(true, Ordering::SeqCst),
+            Err(e) => {
+                tracing::warn!(error = %e, "export stopped");
+                let _ = errors.try_send(Err(e));
+            }
         }
     });
     Ok(HttpResponse::Ok()
@@ -139,7 +160,15 @@ pub async fn export(
             format!("attachment; filename=\"{file}\""),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .streaming(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        .streaming(futures::stream::unfold(Some(rx), move |rx| {
+            let whole = whole.clone();
+            async move {
+                let mut rx = rx?;
+                match rx.recv().await {
+                    Some(item) => Some((item, Some(rx))),
+                    None if whole.load(Ordering::SeqCst) => None,
+                    None => Some((Err(AppError::internal("the export was cut short")), None)),
+                }
+            }
         })))
 }

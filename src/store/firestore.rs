@@ -36,6 +36,12 @@ use super::{
 #[derive(Clone)]
 pub struct FirestoreStore {
     db: FirestoreDb,
+    /// A connection of its own for long server-streamed reads (exports,
+    /// erasure listings). A stream whose consumer stalls (a client reading an
+    /// export slowly) keeps its unread data counted against its HTTP/2
+    /// connection's flow-control window; a few of them exhausted the window
+    /// the API's own reads and writes shared, and every request answered 503.
+    streams: FirestoreDb,
     timeout: Duration,
 }
 
@@ -65,11 +71,14 @@ impl FirestoreStore {
             .with_max_retries(1)
             .with_request_timeout(timeout)
             .opt_firebase_api_url(emulator_host.map(|h| format!("http://{h}")));
-        let db = tokio::time::timeout(timeout, FirestoreDb::with_options(options))
-            .await
-            .map_err(|_| StoreError::Unavailable("connecting to Firestore timed out".into()))?
-            .map_err(store_error)?;
-        Ok(Self { db, timeout })
+        let connect = |options| async move {
+            tokio::time::timeout(timeout, FirestoreDb::with_options(options))
+                .await
+                .map_err(|_| StoreError::Unavailable("connecting to Firestore timed out".into()))?
+                .map_err(store_error)
+        };
+        let (db, streams) = futures::try_join!(connect(options.clone()), connect(options))?;
+        Ok(Self { db, streams, timeout })
     }
 
     fn full_name(&self, path: &DocPath) -> String {
@@ -115,6 +124,15 @@ impl FirestoreStore {
     /// `__name__` as the tie-breaker, and a cursor after the last document's
     /// order values and full name (a cursor on values alone skips ties).
     fn select<'a>(&'a self, q: &Query) -> StoreResult<FirestoreSelectDocBuilder<'a, FirestoreDb>> {
+        self.select_on(&self.db, q)
+    }
+
+    /// `q` as a query sent over `db` (the API's connection or the streams').
+    fn select_on<'a>(
+        &'a self,
+        db: &'a FirestoreDb,
+        q: &Query,
+    ) -> StoreResult<FirestoreSelectDocBuilder<'a, FirestoreDb>> {
         let order = effective_order(q)?;
         let mut filters: Vec<FirestoreQueryFilter> = q
             .filters
@@ -147,8 +165,7 @@ impl FirestoreStore {
             "__name__".into(),
             direction(q.tie_direction()),
         ));
-        let mut builder = self
-            .db
+        let mut builder = db
             .fluent()
             .select()
             .from(FirestoreQueryCollection::Single(q.collection.clone()))
@@ -228,9 +245,12 @@ impl FirestoreStore {
 
     /// A kindless all-descendants query: every collection at any depth,
     /// including those under missing documents, by name only.
-    fn descendants_select(&self, parent: &DocPath) -> FirestoreSelectDocBuilder<'_, FirestoreDb> {
-        self.db
-            .fluent()
+    fn descendants_select<'a>(
+        &'a self,
+        db: &'a FirestoreDb,
+        parent: &DocPath,
+    ) -> FirestoreSelectDocBuilder<'a, FirestoreDb> {
+        db.fluent()
             .select()
             .fields(["__name__"])
             .from("")
@@ -537,7 +557,7 @@ impl Store for FirestoreStore {
         after: Option<&DocPath>,
         limit: u32,
     ) -> StoreResult<Vec<DocPath>> {
-        let mut select = self.descendants_select(parent).limit(limit);
+        let mut select = self.descendants_select(&self.db, parent).limit(limit);
         if let Some(last) = after {
             select = select.start_at(FirestoreQueryCursor::AfterValue(vec![self.reference(last)]));
         }
@@ -551,11 +571,13 @@ impl Store for FirestoreStore {
     }
 
     fn query_stream<'a>(&'a self, query: &Query) -> BoxStream<'a, StoreResult<Doc>> {
-        self.streamed(self.select(query), Self::to_doc)
+        self.streamed(self.select_on(&self.streams, query), Self::to_doc)
     }
 
     fn descendants_stream<'a>(&'a self, parent: &DocPath) -> BoxStream<'a, StoreResult<DocPath>> {
-        self.streamed(Ok(self.descendants_select(parent)), |s, d| s.parse_name(&d.name))
+        self.streamed(Ok(self.descendants_select(&self.streams, parent)), |s, d| {
+            s.parse_name(&d.name)
+        })
     }
 
     async fn scan(&self, after: Option<&DocPath>, limit: u32) -> StoreResult<Vec<Doc>> {
@@ -602,6 +624,7 @@ impl Store for FirestoreStore {
                 .clone_with_consistency_selector(FirestoreConsistencySelector::Transaction(
                     data.transaction_id().clone(),
                 )),
+            streams: self.streams.clone(),
             timeout: self.timeout,
         };
         Ok(Box::new(FirestoreTx {

@@ -185,3 +185,51 @@ async fn long_later_sections_are_whole_and_in_order(app: TestApp) {
     assert_eq!(got, want);
 }
 crate::both_backends!(long_later_sections_are_whole_and_in_order);
+
+/// Exports whose clients stop reading hold at most the instance's two export
+/// slots: a third export is 503 (with `Retry-After`) while the rest of the API
+/// answers, and the slots are free again once those clients go away.
+async fn stalled_exports_hold_two_slots_at_most(app: TestApp) {
+    use tokio::io::AsyncWriteExt;
+
+    let blob = "x".repeat(900_000);
+    let mut stalled = Vec::new();
+    for uid in ["slow0", "slow1"] {
+        let token = app.token(uid);
+        json_of(app.get("/v1/me", &token).await, 200).await;
+        let user = DocPath::root("users", uid).unwrap();
+        for i in 0..10 {
+            let mut f = Fields::new();
+            f.insert("blob".into(), value::string(blob.clone()));
+            let doc = user.child("analyses", &format!("big{i:02}")).unwrap();
+            app.store().commit(vec![Write::set(doc, f)]).await.unwrap();
+        }
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let addr = app.address.trim_start_matches("http://").parse().unwrap();
+        let mut conn = socket.connect(addr).await.unwrap();
+        let request =
+            format!("GET /v1/me/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        stalled.push(conn);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let other = app.token("patient");
+    json_of(app.get("/v1/me", &other).await, 200).await;
+    let busy = app.get("/v1/me/export", &other).await;
+    assert!(busy.headers().contains_key("retry-after"));
+    problem(busy, 503, "unavailable").await;
+
+    drop(stalled);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.get("/v1/me/export", &other).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200);
+}
+crate::both_backends!(stalled_exports_hold_two_slots_at_most);

@@ -9,6 +9,7 @@ mod flatten;
 mod json;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -27,6 +28,17 @@ use crate::store::{Doc, Op, Query, Store, StoreResult, value};
 /// much, and chunks of hundreds of KiB (200 items at once) were most of the
 /// export's peak memory (docs/benchmarks.md).
 const CHUNK_BYTES: usize = 32 << 10;
+/// How long a chunk may wait for the client to take it before the export
+/// stops. A stalled export holds its store streams, and their unread data
+/// counts against the streams connection's flow-control window that every
+/// export and erasure listing shares.
+pub const STALL: Duration = Duration::from_secs(30);
+/// Exports at once per instance. Each one whose client stalls keeps up to
+/// 2 MiB unread on the streams connection (the HTTP/2 stream window of the
+/// `gcloud-sdk` channel), whose connection window is 5 MiB: three stalled
+/// exports stopped every other export and erasure listing until [`STALL`]
+/// (measured); two leave them room.
+pub const IN_FLIGHT: usize = 2;
 /// Fields never exported.
 const SECRET_FIELDS: [&str; 1] = ["secretHash"];
 
@@ -34,9 +46,18 @@ const SECRET_FIELDS: [&str; 1] = ["secretHash"];
 pub type Chunks = mpsc::Sender<Result<Bytes, AppError>>;
 
 async fn send(tx: &Chunks, bytes: impl Into<Bytes>) -> AppResult<()> {
-    tx.send(Ok(bytes.into()))
+    send_within(tx, bytes, STALL).await
+}
+
+async fn send_within(tx: &Chunks, bytes: impl Into<Bytes>, stall: Duration) -> AppResult<()> {
+    tx.send_timeout(Ok(bytes.into()), stall)
         .await
-        .map_err(|_| AppError::internal("export receiver gone"))
+        .map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => {
+                AppError::internal("the client stopped reading the export")
+            }
+            mpsc::error::SendTimeoutError::Closed(_) => AppError::internal("export receiver gone"),
+        })
 }
 
 /// Sends what `out` holds once it reaches [`CHUNK_BYTES`] (everything with `all`).
@@ -224,4 +245,26 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
             value::array(vec![value::string("x"), value::string("users/x")]),
         ),
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that stops reading stops the export after [`STALL`], so its
+    /// store streams are dropped; one that reads on keeps it going.
+    #[tokio::test]
+    async fn an_export_stops_when_its_client_stops_reading() {
+        let stall = Duration::from_millis(50);
+        let (tx, mut rx) = mpsc::channel(1);
+        send_within(&tx, "first", stall).await.unwrap();
+        let started = std::time::Instant::now();
+        let stalled = send_within(&tx, "second", stall).await;
+        assert!(stalled.is_err(), "{stalled:?}");
+        assert!(started.elapsed() >= stall);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), Bytes::from("first"));
+        send_within(&tx, "third", stall).await.unwrap();
+        drop(rx);
+        assert!(send_within(&tx, "fourth", stall).await.is_err());
+    }
 }
