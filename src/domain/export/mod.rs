@@ -248,6 +248,7 @@ pub fn query_shapes() -> Vec<(&'static str, Query)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
