@@ -28,8 +28,8 @@ use crate::store::{
 pub const COLLECTION: &str = "analyses";
 /// The largest `results.confidence` accepted.
 pub const MAX_CONFIDENCE: f64 = 1.0;
-/// The largest `results.processingTimeMs` accepted: a day.
-pub const MAX_PROCESSING_TIME_MS: f64 = 86_400_000.0;
+/// The largest `results.processingTimeMs` accepted: any finite number.
+pub const MAX_PROCESSING_TIME_MS: f64 = f64::MAX;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -137,14 +137,11 @@ pub struct Results {
     #[validate(range(min = 0.0, max = MAX_CONFIDENCE))]
     #[schema(minimum = 0, maximum = 1)]
     pub confidence: f64,
-    /// Milliseconds, > 0 and at most a day (86,400,000): bounded so that the
-    /// trends' sums and averages stay finite.
-    #[validate(range(
-        exclusive_min = 0.0,
-        max = MAX_PROCESSING_TIME_MS,
-        message = "must be more than 0 and at most 86400000 (a day)"
-    ))]
-    #[schema(exclusive_minimum = 0, maximum = 86_400_000)]
+    /// Milliseconds, > 0 (JSON numbers are finite; `1e400` is refused as out
+    /// of range). No upper bound of our own (API.md asks none): the trends'
+    /// sums saturate instead.
+    #[validate(range(exclusive_min = 0.0))]
+    #[schema(exclusive_minimum = 0)]
     pub processing_time_ms: f64,
 }
 

@@ -158,7 +158,7 @@ fn saturating_add(a: f64, b: f64) -> f64 {
 /// at most `n × max`: sums holding values from before the input bounds, or
 /// infinity or NaN, still give finite averages within the bounds.
 fn bounded_sum(sum: f64, n: i64, max: f64) -> f64 {
-    let hi = n.max(0) as f64 * max;
+    let hi = (n.max(0) as f64 * max).min(f64::MAX);
     if sum.is_nan() { hi } else { sum.clamp(0.0, hi) }
 }
 
@@ -282,10 +282,13 @@ fn summarize(list: &[Day], today: jiff::civil::Date, days: u32) -> AppResult<Tre
         }
         with_results += d.with_results.max(0);
         conf += bounded_sum(d.confidence_sum, d.with_results, analyses::MAX_CONFIDENCE);
-        time += bounded_sum(
-            d.processing_time_ms_sum,
-            d.with_results,
-            analyses::MAX_PROCESSING_TIME_MS,
+        time = saturating_add(
+            time,
+            bounded_sum(
+                d.processing_time_ms_sum,
+                d.with_results,
+                analyses::MAX_PROCESSING_TIME_MS,
+            ),
         );
     }
     // Counters that went back to zero (deleted analyses) are not listed.

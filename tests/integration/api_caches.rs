@@ -78,18 +78,5 @@ async fn distinct_filters_add_no_cache_entries(app: TestApp) {
     let t = json_of(app.get("/v1/analyses/trends?days=2", &token).await, 200).await;
     assert_eq!(t["byStatus"], json!({"failed": 1, "processing": 3}));
 }
-mod distinct_filters_add_no_cache_entries {
-    use crate::app::{Backend, spawn_app_with};
-
-    // Hundreds of requests in a few seconds: above the default rate limit.
-    const ENV: [(&str, &str); 1] = [("FUNNELFLOW_RATE_LIMIT", "100000/1s")];
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        super::distinct_filters_add_no_cache_entries(spawn_app_with(Backend::Embedded, &ENV).await).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn firestore() {
-        super::distinct_filters_add_no_cache_entries(spawn_app_with(Backend::Firestore, &ENV).await).await;
-    }
-}
+// Hundreds of requests in a few seconds: above the default rate limit.
+crate::both_backends!(env: &[("FUNNELFLOW_RATE_LIMIT", "100000/1s")], distinct_filters_add_no_cache_entries);

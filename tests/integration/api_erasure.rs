@@ -480,28 +480,6 @@ async fn a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(backend: Ba
     json_of(app.get("/v1/me", &fresh).await, 200).await;
 }
 
-mod fresh_after_interrupted {
-    use super::*;
+crate::both_backends!(backend: a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn firestore() {
-        a_sign_in_after_an_interrupted_erasure_gets_a_fresh_account(Backend::Firestore).await;
-    }
-}
-
-mod interrupted {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        an_interrupted_erasure_is_finished_by_calling_again(Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn firestore() {
-        an_interrupted_erasure_is_finished_by_calling_again(Backend::Firestore).await;
-    }
-}
+crate::both_backends!(backend: an_interrupted_erasure_is_finished_by_calling_again);

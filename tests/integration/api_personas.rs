@@ -314,18 +314,7 @@ async fn counts_existing_personas_on_first_use(app: TestApp) {
     }
     assert_eq!(created, 96);
 }
-mod counts_existing_personas_on_first_use {
-    use crate::app::{Backend, spawn_app_with};
-    const ENV: &[(&str, &str)] = &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")];
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        super::counts_existing_personas_on_first_use(spawn_app_with(Backend::Embedded, ENV).await).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn firestore() {
-        super::counts_existing_personas_on_first_use(spawn_app_with(Backend::Firestore, ENV).await).await;
-    }
-}
+crate::both_backends!(env: &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")], counts_existing_personas_on_first_use);
 
 async fn caps_at_one_hundred(app: TestApp) {
     let token = app.token("cap");
@@ -515,16 +504,5 @@ async fn concurrent_creates_stay_prompt(app: TestApp) {
         .collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
 }
-mod concurrent_creates_stay_prompt {
-    use crate::app::{Backend, spawn_app_with};
-    // The default rate limit (100 per 10 s) would answer part of the burst 429.
-    const ENV: &[(&str, &str)] = &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")];
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        super::concurrent_creates_stay_prompt(spawn_app_with(Backend::Embedded, ENV).await).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn firestore() {
-        super::concurrent_creates_stay_prompt(spawn_app_with(Backend::Firestore, ENV).await).await;
-    }
-}
+// The default rate limit (100 per 10 s) would answer part of the burst 429.
+crate::both_backends!(env: &[("FUNNELFLOW_RATE_LIMIT", "10000/10s")], concurrent_creates_stay_prompt);

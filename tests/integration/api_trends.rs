@@ -210,7 +210,9 @@ async fn out_of_range_numbers_never_break_trends(app: TestApp) {
         b["results"]["processingTimeMs"] = ms;
         b
     };
-    for bad in [json!(1e308), json!(86_400_001), json!(0), json!(-1)] {
+    // No upper bound of our own (API.md asks > 0): values near f64::MAX are
+    // accepted, and their sums saturate instead of overflowing.
+    for bad in [json!(0), json!(-1)] {
         let p = crate::app::problem(
             app.post("/v1/analyses", &token, &with_time(bad.clone())).await,
             422,
@@ -219,32 +221,16 @@ async fn out_of_range_numbers_never_break_trends(app: TestApp) {
         .await;
         assert_eq!(p["errors"][0]["field"], "results.processingTimeMs", "{bad}: {p}");
     }
-    json_of(
-        app.post("/v1/analyses", &token, &with_time(json!(86_400_000)))
-            .await,
-        201,
-    )
-    .await;
-    let pending = json_of(
-        app.post("/v1/analyses", &token, &new_analysis("processing", "Founder"))
-            .await,
-        201,
-    )
-    .await;
-    let id = pending["analysisId"].as_str().unwrap();
-    let mut done = json!({"status": "completed", "results": crate::api_analyses::results(false)});
-    done["results"]["processingTimeMs"] = json!(1.7e308);
-    let p = crate::app::problem(
-        app.patch(&format!("/v1/analyses/{id}"), &token, &done).await,
-        422,
-        "validation_failed",
-    )
-    .await;
-    assert_eq!(p["errors"][0]["field"], "results.processingTimeMs", "{p}");
+    for big in [json!(1.7e308), json!(1.7e308)] {
+        json_of(app.post("/v1/analyses", &token, &with_time(big)).await, 201).await;
+    }
     let t = json_of(app.get("/v1/analyses/trends?days=3", &token).await, 200).await;
-    assert_eq!(t["averageProcessingTimeMs"], json!(86_400_000.0));
+    let avg = t["averageProcessingTimeMs"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(avg.is_finite() && avg > 1e307, "{t}");
 
-    // Stored before the bound: analyses near f64::MAX (their sum overflows to
+    // Stored directly: analyses near f64::MAX (their sum overflows to
     // infinity), and day counters holding infinity and NaN outright.
     let user = DocPath::root("users", uid).unwrap();
     let now = jiff::Timestamp::now();
@@ -280,10 +266,7 @@ async fn out_of_range_numbers_never_break_trends(app: TestApp) {
     let check = async |days: u32| {
         let res = app.get(&format!("/v1/analyses/trends?days={days}"), &token).await;
         let t = json_of(res, 200).await;
-        for (avg, max) in [
-            ("averageConfidence", 1.0),
-            ("averageProcessingTimeMs", 86_400_000.0),
-        ] {
+        for (avg, max) in [("averageConfidence", 1.0), ("averageProcessingTimeMs", f64::MAX)] {
             let v = t[avg]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{avg} of {days} days: {t}"));

@@ -234,6 +234,34 @@ macro_rules! both_backends {
     ($body:ident) => {
         $crate::both_backends!($body, $body);
     };
+    // `$body` takes the backend (it spawns an app of its own, e.g. on a wrapped store).
+    (backend: $body:ident) => {
+        mod $body {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$body($crate::app::Backend::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firestore() {
+                super::$body($crate::app::Backend::Firestore).await;
+            }
+        }
+    };
+    // An app with extra environment `$env` (`&[(&str, &str)]`).
+    (env: $env:expr, $body:ident) => {
+        mod $body {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let app = $crate::app::spawn_app_with($crate::app::Backend::Embedded, $env).await;
+                super::$body(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firestore() {
+                let app = $crate::app::spawn_app_with($crate::app::Backend::Firestore, $env).await;
+                super::$body(app).await;
+            }
+        }
+    };
     ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
