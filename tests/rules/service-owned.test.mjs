@@ -139,6 +139,19 @@ describe('service-owned documents', () => {
     it('an admin deletes a system document', () => assertSucceeds(deleteDoc(sys(w.admin, 'schema'))));
     it('an admin cannot write below a system document', () =>
       assertFails(setDoc(doc(w.admin, 'system/config/history/h1'), { x: 1 })));
+    const template = { templateId: 't1', name: 'Founder', description: 'A founder of a small company', characteristics: {} };
+    it('an admin writes persona templates as a list of items', () =>
+      assertSucceeds(setDoc(sys(w.admin, 'personaTemplates'), { items: [template] })));
+    it('an admin empties the persona templates', () =>
+      assertSucceeds(setDoc(sys(w.admin, 'personaTemplates'), { items: [] })));
+    it('persona templates must be a list', () =>
+      assertFails(setDoc(sys(w.admin, 'personaTemplates'), { items: { t1: template } })));
+    it('persona templates hold nothing but items', () =>
+      assertFails(setDoc(sys(w.admin, 'personaTemplates'), { items: [], extra: true })));
+    it('persona templates hold 100 items at most', () =>
+      assertFails(setDoc(sys(w.admin, 'personaTemplates'), { items: Array(101).fill(template) })));
+    it('a user cannot write persona templates', () =>
+      assertFails(setDoc(sys(w.alice, 'personaTemplates'), { items: [] })));
   });
 
   describe('auditLogs (audit records: the service writes, clients neither read nor write)', () => {
