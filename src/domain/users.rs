@@ -16,7 +16,7 @@ use super::{audit, clock, versioned};
 use crate::cache::{self, CacheBudget, Share};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
-use crate::store::{self, Doc, DocPath, Fields, Store, Timestamp, TxOutcome, Write, value};
+use crate::store::{self, DocPath, Fields, Store, Timestamp, TxOutcome, Write, value};
 
 pub const COLLECTION: &str = "users";
 
@@ -416,9 +416,8 @@ impl Users {
         erased_at: Option<Timestamp>,
     ) -> AppResult<Option<Account>> {
         let path = Self::path(&sign_in.uid)?;
-        let erased = |doc: &Doc| erased_at.is_some_and(|t| doc.create_time < t);
         if let Some(doc) = self.store.get(&path).await? {
-            if erased(&doc) {
+            if erased_at.is_some_and(|t| doc.create_time < t) {
                 return Ok(None);
             }
             if let Ok(profile) = decode_profile(&doc.fields)
